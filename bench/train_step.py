@@ -1,0 +1,143 @@
+"""Throughput and peak memory of one full V-JEPA training step.
+
+A step is: EMA target encoder on the full clip, the context encoder once per mask config on its
+visible tokens, the predictor, the L1 loss, backward, AdamW, and the EMA update: exactly what
+``videojepa pretrain`` runs (``Pretrainer``'s model and optimiser, fed random clips and real
+multi-block masks so that data generation is not timed).
+
+Every variant is timed in this one process, interleaved round-robin over ``--repeats`` rounds so
+that machine drift hits all rows alike; the table reports the median clips/s and the ratio to the
+first (baseline) variant of the same preset. Peak memory: on CUDA ``max_memory_allocated``; on CPU
+the growth of the peak resident set while stepping, measured in a fresh subprocess per row.
+
+    python bench/train_step.py                      # CPU presets, float32 vs bf16, checkpointing
+    python bench/train_step.py --device cuda        # adds ViT-L/16 at 16x224^2 (bf16)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from videojepa.config import load_config
+from videojepa.masks.collator import MaskGenerator
+from videojepa.masks.ops import grid_size
+from videojepa.training.jepa import JEPA
+from videojepa.training.optim import build_optimizer
+
+CPU_PRESETS = {
+    "cpu_demo (vit_nano_cpu, 16x64^2)": ["model.name=vit_nano_cpu"],
+    "vit_pico_cpu, 16x64^2": ["model.name=vit_pico_cpu"],
+    "vit_micro_cpu, 16x64^2": ["model.name=vit_micro_cpu"],
+}
+GPU_PRESETS = {
+    "ViT-L/16, 16x224^2": ["model.name=vit_large", "model.patch_size=16", "data.crop_size=224", "data.num_frames=16",
+                           "predictor.embed_dim=384", "predictor.depth=12", "predictor.num_heads=12",
+                           "model.activation_checkpointing=true", "predictor.activation_checkpointing=true"],
+}
+
+
+def variants(device: str):
+    if device == "cpu":
+        return {"float32": ("float32", []), "bf16 autocast": ("bfloat16", []),
+                "float32 + act. ckpt": ("float32", ["model.activation_checkpointing=true",
+                                                    "predictor.activation_checkpointing=true"])}
+    return {"bf16 autocast": ("bfloat16", [])}
+
+
+class Step:
+    def __init__(self, overrides: list[str], dtype: str, device: str, batch: int):
+        cfg, _ = load_config("cpu_demo", overrides + [f"data.batch_size={batch}"])
+        self.cfg, self.device = cfg, torch.device(device)
+        self.dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+        torch.manual_seed(0)
+        self.model = JEPA(cfg.encoder_config(), cfg.predictor_config()).to(self.device)
+        self.opt = build_optimizer(self.model.trainable(), cfg.optim)
+        d = cfg.data
+        self.grid = grid_size(d.num_frames, *d.crop_size, cfg.encoder_config().tubelet_size, cfg.encoder_config().patch_size)
+        self.masks = MaskGenerator(cfg.mask.build(), self.grid, 0)
+        self.clips = torch.randn(batch, 3, d.num_frames, *d.crop_size, device=self.device)
+        self.batch, self.i = batch, 0
+
+    def __call__(self):
+        masks = [(a.to(self.device), b.to(self.device)) for a, b in self.masks.sample(self.i, self.batch)]
+        self.i += 1
+        ctx = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32 else torch.autocast(
+            self.device.type, enabled=False)
+        with ctx:
+            out = self.model(self.clips, masks)
+        out.loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.model.update_target(0.999)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure_memory_subprocess(overrides, dtype, device, batch) -> float:
+    code = ("import json,sys,resource; sys.path.insert(0, %r); from train_step import Step, _rss_mib;"
+            "s=Step(%r,%r,%r,%r); s(); import gc; gc.collect(); base=_rss_mib(); s(); s();"
+            "print(json.dumps(_rss_mib()-base))") % (sys.path[0], overrides, dtype, device, batch)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
+    if r.returncode:
+        return float("nan")
+    return float(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=None, help="clips per step (default: 16 on CPU, 24 on CUDA)")
+    ap.add_argument("--repeats", type=int, default=5, help="rounds of timing (median reported)")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per round and row")
+    ap.add_argument("--no-memory", action="store_true", help="skip the CPU memory subprocesses")
+    ap.add_argument("--presets", default=None, help="comma-separated subset of preset labels (substring match)")
+    a = ap.parse_args()
+    presets = dict(CPU_PRESETS) if a.device == "cpu" else dict(GPU_PRESETS)
+    if a.presets:
+        presets = {k: v for k, v in presets.items() if any(s in k for s in a.presets.split(","))}
+    batch = a.batch or (16 if a.device == "cpu" else 24)
+    print(f"# torch {torch.__version__}, device {a.device}, threads {torch.get_num_threads()}, batch {batch}, "
+          f"{a.repeats} rounds x {a.steps} steps, median")
+    print(f"| preset | variant | clips/s | ratio | peak memory (MiB) |")
+    print(f"|---|---|---:|---:|---:|")
+    for label, over in presets.items():
+        rows = {name: Step(over + extra, dt, a.device, batch) for name, (dt, extra) in variants(a.device).items()}
+        for s in rows.values():  # warm-up
+            s()
+        times = {n: [] for n in rows}
+        for _ in range(a.repeats):
+            for n, s in rows.items():
+                t = time.perf_counter()
+                for _ in range(a.steps):
+                    s()
+                times[n].append(a.steps * batch / (time.perf_counter() - t))
+        base = None
+        for n, s in rows.items():
+            cps = statistics.median(times[n])
+            base = base or cps
+            if a.device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+                s()
+                mem = torch.cuda.max_memory_allocated() / 2**20
+            elif a.no_memory:
+                mem = float("nan")
+            else:
+                dt, extra = variants(a.device)[n]
+                mem = measure_memory_subprocess(over + extra, dt, a.device, batch)
+            print(f"| {label} | {n} | {cps:.1f} | {cps / base:.2f} | {mem:.0f} |", flush=True)
+        del rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Step-indexed data loading: what a step sees is a pure function of (seed, step, rank).
+
+:class:`StepBatchSampler` yields, for every step from ``start_step`` on, the list of
+``(step, index)`` pairs of that step's batch. Indices come from a seeded permutation of the dataset
+per epoch, sharded by rank, so a resumed run continues with exactly the clips an uninterrupted run
+would have seen (nothing repeated, nothing skipped) without replaying the loader.
+:class:`StepDataset` wraps a dataset whose items are dicts and adds the ``step`` key that the mask
+collator needs to seed the masks.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..rng import numpy_generator
+from .transforms import normalize
+
+__all__ = ["StepBatchSampler", "StepDataset", "batch_indices", "build_loader"]
+
+
+def batch_indices(step: int, *, num_samples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """Dataset indices of ``rank``'s batch at ``step``: epoch permutations, global batch split by rank."""
+    global_bs = batch_size * world_size
+    if global_bs > num_samples:
+        raise ValueError(f"global batch {global_bs} is larger than the dataset ({num_samples} samples)")
+    steps_per_epoch = num_samples // global_bs  # drop_last
+    epoch, within = divmod(step, steps_per_epoch)
+    perm = numpy_generator(seed, epoch, "epoch-permutation").permutation(num_samples)
+    start = within * global_bs + rank * batch_size
+    return perm[start : start + batch_size].tolist()
+
+
+class StepBatchSampler(Sampler[list[tuple[int, int]]]):
+    def __init__(self, num_samples: int, batch_size: int, seed: int, start_step: int = 0, max_steps: int | None = None,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
+        self.start_step, self.max_steps, self.rank, self.world_size = start_step, max_steps, rank, world_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step = self.start_step
+        while self.max_steps is None or step < self.max_steps:
+            idx = batch_indices(step, num_samples=self.num_samples, batch_size=self.batch_size, seed=self.seed,
+                                rank=self.rank, world_size=self.world_size)
+            yield [(step, i) for i in idx]
+            step += 1
+
+    def __len__(self) -> int:
+        if self.max_steps is None:
+            raise TypeError("an unbounded StepBatchSampler has no length")
+        return max(0, self.max_steps - self.start_step)
+
+
+class StepDataset(Dataset):
+    """``ds[(step, index)] -> ds.base[index] | {"step": step}`` with the clip normalised (ImageNet statistics)."""
+
+    def __init__(self, base: Dataset, normalize_clips: bool = True) -> None:
+        self.base = base
+        self.normalize_clips = normalize_clips
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        step, index = key
+        item = dict(self.base[index])
+        if self.normalize_clips:
+            item["clip"] = normalize(item["clip"])
+        item["step"] = int(step)
+        return item
+
+
+def build_loader(dataset: Dataset, collate_fn, *, batch_size: int, seed: int, start_step: int, max_steps: int,
+                 num_workers: int = 0, pin_memory: bool = False, rank: int = 0, world_size: int = 1) -> DataLoader:
+    sampler = StepBatchSampler(len(dataset), batch_size, seed, start_step, max_steps, rank, world_size)
+    return DataLoader(StepDataset(dataset), batch_sampler=sampler, collate_fn=collate_fn, num_workers=num_workers,
+                      pin_memory=pin_memory, persistent_workers=num_workers > 0,
+                      prefetch_factor=2 if num_workers > 0 else None)

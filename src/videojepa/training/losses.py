@@ -1,0 +1,47 @@
+"""The V-JEPA objective and collapse diagnostics."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["jepa_loss", "variance_reg", "normalize_targets", "feature_stats"]
+
+
+def normalize_targets(h: torch.Tensor) -> torch.Tensor:
+    """Layer norm over the feature dimension without affine parameters (eps 1e-5, as ``F.layer_norm``)."""
+    return F.layer_norm(h, (h.size(-1),))
+
+
+def jepa_loss(pred: torch.Tensor, target: torch.Tensor, loss_exp: float = 1.0) -> torch.Tensor:
+    """``mean(|pred - target| ** p) / p`` over batch, tokens and features (p = 1: plain L1)."""
+    return (pred - target).abs().pow(loss_exp).mean() / loss_exp
+
+
+def variance_reg(preds: list[torch.Tensor]) -> torch.Tensor:
+    """V-JEPA 1's (unused by default) regulariser: ``mean(relu(1 - std_tokens))`` of the predictions."""
+    pstd = sum(torch.sqrt(p.float().var(dim=1) + 1e-4) for p in preds) / len(preds)  # [B, D]
+    return F.relu(1.0 - pstd).mean()
+
+
+@torch.no_grad()
+def feature_stats(x: torch.Tensor, max_rows: int = 4096) -> dict[str, float]:
+    """Collapse diagnostics of token features ``[B, K, D]``.
+
+    ``std``: per-feature standard deviation over all tokens of the batch, averaged over features
+    (0 means every token maps to the same vector). ``token_std``: the same within each clip, averaged
+    over clips (low while ``std`` stays high means the features became clip-global).
+    ``erank``: effective rank, ``exp(entropy)`` of the normalised singular values of the centred
+    ``[B*K, D]`` matrix (1 = collapsed to a line, D = isotropic).
+    """
+    x = x.detach().float()
+    b, k, d = x.shape
+    flat = x.reshape(-1, d)
+    if flat.shape[0] > max_rows:
+        idx = torch.linspace(0, flat.shape[0] - 1, max_rows).long()
+        flat = flat[idx]
+    std = flat.std(dim=0).mean().item()
+    token_std = x.std(dim=1).mean().item() if k > 1 else 0.0
+    s = torch.linalg.svdvals(flat - flat.mean(0, keepdim=True))
+    p = s / s.sum().clamp_min(1e-12)
+    erank = torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum()).item()
+    return {"std": std, "token_std": token_std, "erank": erank}

@@ -1,0 +1,245 @@
+"""The pretraining loop.
+
+``Pretrainer(cfg, out_dir).fit()`` builds the model, the data and the masks from a
+:class:`~videojepa.config.PretrainConfig`, resumes from the newest checkpoint in ``out_dir`` when
+asked, and trains to ``train.max_steps``. What step ``s`` sees (clips, masks, schedules) is a pure
+function of ``(seed, s)``, so a run stopped after any checkpoint and resumed reaches the same
+parameters as an uninterrupted one. The run directory holds ``config.yaml`` (resolved),
+``metrics.csv``, ``metrics.png``, ``summary.json`` and ``checkpoints/``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..config import PretrainConfig
+from ..masks.collator import MaskCollator, MaskGenerator
+from ..masks.ops import grid_size
+from ..rng import derive_seed
+from .checkpoint import find_latest, load_checkpoint, save_checkpoint
+from .jepa import JEPA
+from .losses import feature_stats
+from .metrics import MetricsLog, plot_metrics
+from .optim import build_optimizer, set_lr_wd
+from .schedules import ema_at, lr_at, wd_at
+
+__all__ = ["Pretrainer", "NonFiniteLossError", "build_dataset", "resolve_device", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "videojepa-pretrain/1"
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device={name!r} but CUDA is not available on this machine")
+    return dev
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
+def build_dataset(cfg: PretrainConfig, split: str = "train"):
+    d = cfg.data
+    if d.source == "synthetic":
+        from ..data.synthetic import SyntheticVideoConfig, SyntheticVideoDataset
+
+        kw = dict(d.synthetic)
+        kw.update(num_frames=d.num_frames, height=d.crop_size[0], width=d.crop_size[1])
+        try:
+            return SyntheticVideoDataset(SyntheticVideoConfig(**kw))
+        except TypeError as e:
+            raise ValueError(f"data.synthetic: {e}") from None
+    raise NotImplementedError(
+        "data.source='files' (video files from a CSV index or folder) is not available in this version; "
+        "use data.source=synthetic")
+
+
+class Pretrainer:
+    def __init__(self, cfg: PretrainConfig, out_dir: str | Path, *, resume: str | None = "auto", progress: bool = True,
+                 device: str | None = None) -> None:
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.progress = progress
+        self.device = resolve_device(device or cfg.train.device)
+        self.dtype = resolve_dtype(cfg.train.dtype, self.device)
+        self.ckpt_dir = self.out / "checkpoints"
+        enc_cfg, pred_cfg = cfg.encoder_config(), cfg.predictor_config()
+        with torch.random.fork_rng(devices=[]):  # init from the run seed without touching the caller's RNG
+            torch.manual_seed(derive_seed(cfg.train.seed, "init"))
+            self.model = JEPA(enc_cfg, pred_cfg).to(self.device)
+        self.optimizer = build_optimizer(self.model.trainable(), cfg.optim)
+        self.grid = grid_size(cfg.data.num_frames, *cfg.data.crop_size, enc_cfg.tubelet_size, enc_cfg.patch_size)
+        self.masks = MaskGenerator(cfg.mask.build(), self.grid, cfg.train.seed, cfg.mask.equalize)
+        self.step = 0
+        self.resumed_from: Path | None = None
+        if resume and resume != "none":
+            path = find_latest(self.ckpt_dir) if resume == "auto" else Path(resume)
+            if path is not None:
+                self.load_state(load_checkpoint(path, map_location=self.device))
+                self.resumed_from = path
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            "config": self.cfg.to_dict(),
+            "encoder": self.model.encoder.state_dict(),
+            "predictor": self.model.predictor.state_dict(),
+            "target_encoder": self.model.target_encoder.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state(self, sd: dict) -> None:
+        if sd.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"not a videojepa pretraining checkpoint (format={sd.get('format')!r})")
+        mine, theirs = self.cfg.to_dict(), sd["config"]
+        changed = sorted(s for s in ("model", "predictor", "mask") if mine[s] != theirs[s])
+        if changed:
+            raise ValueError(f"cannot resume: the checkpoint's {', '.join(changed)} config differs from this run's")
+        self.model.encoder.load_state_dict(sd["encoder"], strict=True)
+        self.model.predictor.load_state_dict(sd["predictor"], strict=True)
+        self.model.target_encoder.load_state_dict(sd["target_encoder"], strict=True)
+        self.optimizer.load_state_dict(sd["optimizer"])
+        torch.set_rng_state(sd["torch_rng"].cpu())
+        self.step = int(sd["step"])
+
+    def save(self) -> Path:
+        return save_checkpoint(self.state_dict(), self.ckpt_dir, self.step, keep=self.cfg.train.keep_checkpoints)
+
+    # ------------------------------------------------------------------ loop
+    def _loader(self):
+        from ..data.loader import build_loader
+
+        c = self.cfg
+        accum = c.optim.grad_accum
+        return build_loader(build_dataset(c), MaskCollator(self.masks), batch_size=c.data.batch_size, seed=c.train.seed,
+                            start_step=self.step * accum, max_steps=c.train.max_steps * accum,
+                            num_workers=c.data.num_workers, pin_memory=c.data.pin_memory and self.device.type == "cuda")
+
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def fit(self, until: int | None = None) -> dict:
+        """Train to ``train.max_steps`` (or stop early after step ``until``, with a checkpoint there)."""
+        c, m = self.cfg, self.model
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(yaml.safe_dump(c.to_dict(), sort_keys=False))
+        log = MetricsLog(self.out / "metrics.csv", resume_step=self.step)
+        total, accum, bs = c.train.max_steps, c.optim.grad_accum, c.data.batch_size
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, initial=self.step, desc="pretrain", unit="step", dynamic_ncols=True)
+        t_start = t_last = time.perf_counter()
+        clips_since, last_loss, first_loss = 0, float("nan"), None
+        m.encoder.train()
+        m.predictor.train()
+        micro, acc_loss, acc_jepa, acc_reg = 0, 0.0, 0.0, 0.0
+        for batch in self._loader() if self.step < total else []:
+            step = batch["step"] // accum
+            if micro == 0:
+                lr, wd, mom = lr_at(step, c.optim, total), wd_at(step, c.optim, total), ema_at(step, c.optim, total)
+                set_lr_wd(self.optimizer, lr, wd)
+            clips = batch["clips"].to(self.device, non_blocking=True)
+            masks = [(a.to(self.device), b.to(self.device)) for a, b in batch["masks"]]
+            with self._autocast():
+                out = m(clips, masks, loss_exp=c.loss.loss_exp, reg_coeff=c.loss.reg_coeff, mask_token_by=c.train.mask_token_by)
+            if not torch.isfinite(out.loss):
+                last = find_latest(self.ckpt_dir)
+                raise NonFiniteLossError(
+                    f"loss is {out.loss.item()} at step {step}; training stopped. The last good checkpoint is "
+                    f"{last if last else '(none written yet)'}; lower optim.lr or set optim.clip_grad and resume.")
+            (out.loss / accum).backward()
+            acc_loss += out.loss.item() / accum
+            acc_jepa += out.loss_jepa.item() / accum
+            acc_reg += out.loss_reg.item() / accum
+            clips_since += clips.shape[0]
+            micro += 1
+            if micro < accum:
+                continue
+            micro = 0
+            grad_norm = self._clip(step)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            m.update_target(mom)
+            self.step = step + 1
+            last_loss, first_loss = acc_loss, first_loss if first_loss is not None else acc_loss
+            row = None
+            if self.step % c.train.log_every == 0 or self.step == total or self.step % c.train.diag_every == 0:
+                now = time.perf_counter()
+                row = dict(step=step, loss=acc_loss, loss_jepa=acc_jepa, loss_reg=acc_reg, lr=lr, wd=wd, ema=mom,
+                           grad_norm=grad_norm, clips_per_s=clips_since / max(now - t_last, 1e-9), elapsed_s=now - t_start)
+                t_last, clips_since = now, 0
+            if self.step % c.train.diag_every == 0 or self.step == total:
+                row.update(self._diagnostics(out))
+            if row is not None:
+                log.append(row)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{acc_loss:.4f}", clips_s=f"{row['clips_per_s']:.1f}", refresh=False)
+            acc_loss = acc_jepa = acc_reg = 0.0
+            if bar is not None:
+                bar.update(1)
+            stop = until is not None and self.step >= until
+            if self.step % c.train.checkpoint_every == 0 or self.step == total or stop:
+                self.save()
+                plot_metrics(self.out / "metrics.csv", self.out / "metrics.png", title=f"videojepa pretrain: {self.out.name}")
+                t_last, clips_since = time.perf_counter(), 0  # keep saving and plotting out of clips/s
+            if stop:
+                break
+        if bar is not None:
+            bar.close()
+        summary = self._summary(time.perf_counter() - t_start, first_loss, last_loss, log)
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def _clip(self, step: int) -> float:
+        c = self.cfg.optim
+        if c.clip_grad is None or (c.clip_grad_after_warmup and step < c.warmup_steps):
+            norms = [p.grad.detach().float().norm() for mod in self.model.trainable() for p in mod.parameters() if p.grad is not None]
+            return torch.stack(norms).norm().item() if norms else 0.0
+        # the reference clips encoder and predictor separately
+        n = [torch.nn.utils.clip_grad_norm_(mod.parameters(), c.clip_grad) for mod in self.model.trainable()]
+        return torch.stack([x.float() for x in n]).norm().item()
+
+    @staticmethod
+    def _diagnostics(out) -> dict:
+        t = feature_stats(out.targets[0])
+        p = feature_stats(out.preds[0])
+        return dict(target_std=t["std"], target_token_std=t["token_std"], target_erank=t["erank"], pred_std=p["std"],
+                    pred_token_std=p["token_std"], pred_erank=p["erank"])
+
+    def _summary(self, seconds: float, first_loss, last_loss, log: MetricsLog) -> dict:
+        rows = log.read()
+        losses = [float(r["loss"]) for r in rows if r["loss"]]
+        k = max(1, len(losses) // 10)
+        diag = [r for r in rows if r.get("target_std")]
+        return {
+            "steps": self.step, "max_steps": self.cfg.train.max_steps, "seconds": round(seconds, 2),
+            "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+            "loss_first": sum(losses[:k]) / k if losses else None, "loss_last": sum(losses[-k:]) / k if losses else None,
+            "clips_per_s": (sum(float(r["clips_per_s"]) for r in rows[-k:]) / len(rows[-k:])) if rows else None,
+            "diagnostics": {key: float(diag[-1][key]) for key in ("target_std", "target_token_std", "target_erank",
+                                                                  "pred_std", "pred_erank")} if diag else {},
+            "resumed_from": str(self.resumed_from) if self.resumed_from else None,
+            "checkpoint": str(find_latest(self.ckpt_dir)) if find_latest(self.ckpt_dir) else None,
+        }

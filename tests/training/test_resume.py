@@ -1,0 +1,83 @@
+"""Stop after step k, resume, and reach the same parameters at step n as an uninterrupted run."""
+import math
+
+import pytest
+import torch
+
+from videojepa.config import load_config
+from videojepa.training.checkpoint import find_latest, list_checkpoints, load_checkpoint
+from videojepa.training.trainer import NonFiniteLossError, Pretrainer
+
+
+def _cfg(*over):
+    cfg, _ = load_config("cpu_test", list(over))
+    return cfg
+
+
+def _params(tr):
+    return {f"{k}.{n}": p.detach().clone() for k, m in (("enc", tr.model.encoder), ("pred", tr.model.predictor),
+                                                         ("tgt", tr.model.target_encoder)) for n, p in m.state_dict().items()}
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_resume_matches_uninterrupted(tmp_path, accum):
+    over = [f"optim.grad_accum={accum}", "train.max_steps=6", "train.checkpoint_every=3"]
+    full = Pretrainer(_cfg(*over), tmp_path / "full", progress=False)
+    full.fit()
+    a = _params(full)
+
+    part = Pretrainer(_cfg(*over), tmp_path / "part", progress=False)
+    part.fit(until=3)  # as if the process had been killed after the checkpoint of step 3
+    assert find_latest(tmp_path / "part" / "checkpoints").name == "step_00000003.pt"
+    resumed = Pretrainer(_cfg(*over), tmp_path / "part", progress=False)
+    assert resumed.step == 3 and resumed.resumed_from is not None
+    resumed.fit()
+    b = _params(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    # the metrics CSV continues without duplicated steps
+    rows = (tmp_path / "part" / "metrics.csv").read_text().strip().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(6))
+
+
+def test_different_seed_gives_different_run(tmp_path):
+    a = Pretrainer(_cfg("train.max_steps=2"), tmp_path / "a", progress=False)
+    a.fit()
+    b = Pretrainer(_cfg("train.max_steps=2", "train.seed=1"), tmp_path / "b", progress=False)
+    b.fit()
+    assert not torch.equal(a.model.encoder.blocks[0].attn.qkv.weight, b.model.encoder.blocks[0].attn.qkv.weight)
+
+
+def test_checkpoint_contents_and_rotation(tmp_path):
+    tr = Pretrainer(_cfg("train.max_steps=6", "train.checkpoint_every=2", "train.keep_checkpoints=2"), tmp_path, progress=False)
+    s = tr.fit()
+    ck = list_checkpoints(tmp_path / "checkpoints")
+    assert [k for k, _ in ck] == [4, 6]
+    sd = load_checkpoint(ck[-1][1])
+    assert {"encoder", "predictor", "target_encoder", "optimizer", "step", "config", "torch_rng"} <= set(sd)
+    assert sd["step"] == 6
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+    for f in ("config.yaml", "metrics.csv", "metrics.png", "summary.json"):
+        assert (tmp_path / f).is_file(), f
+    assert s["steps"] == 6 and math.isfinite(s["loss_last"])
+
+
+def test_resume_refuses_other_architecture(tmp_path):
+    Pretrainer(_cfg("train.max_steps=2"), tmp_path, progress=False).fit()
+    with pytest.raises(ValueError, match="predictor"):
+        Pretrainer(_cfg("train.max_steps=4", "predictor.depth=3"), tmp_path, progress=False)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    tr = Pretrainer(_cfg("train.max_steps=4", "train.checkpoint_every=2"), tmp_path, progress=False)
+    tr.fit()
+    good = load_checkpoint(find_latest(tmp_path / "checkpoints"))
+    bad = Pretrainer(_cfg("train.max_steps=8", "train.checkpoint_every=1"), tmp_path, progress=False)
+    with torch.no_grad():
+        bad.model.encoder.norm.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"step 4.*step_00000004\.pt"):
+        bad.fit()
+    assert find_latest(tmp_path / "checkpoints").name == "step_00000004.pt"
+    after = load_checkpoint(find_latest(tmp_path / "checkpoints"))
+    assert torch.equal(after["encoder"]["norm.weight"], good["encoder"]["norm.weight"])
