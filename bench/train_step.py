@@ -8,7 +8,8 @@ multi-block masks so that data generation is not timed).
 Every variant is timed in this one process, interleaved round-robin over ``--repeats`` rounds so
 that machine drift hits all rows alike; the table reports the median clips/s and the ratio to the
 first (baseline) variant of the same preset. Peak memory: on CUDA ``max_memory_allocated``; on CPU
-the growth of the peak resident set while stepping, measured in a fresh subprocess per row.
+the growth of the peak resident set over three steps (activations, gradients and the AdamW state),
+measured in a fresh subprocess per row after the model and the batch were built.
 
     python bench/train_step.py                      # CPU presets, float32 vs bf16, checkpointing
     python bench/train_step.py --device cuda        # adds ViT-L/16 at 16x224^2 (bf16)
@@ -86,7 +87,7 @@ def _rss_mib() -> float:
 
 def measure_memory_subprocess(overrides, dtype, device, batch) -> float:
     code = ("import json,sys,resource; sys.path.insert(0, %r); from train_step import Step, _rss_mib;"
-            "s=Step(%r,%r,%r,%r); s(); import gc; gc.collect(); base=_rss_mib(); s(); s();"
+            "s=Step(%r,%r,%r,%r); base=_rss_mib(); s(); s(); s();"
             "print(json.dumps(_rss_mib()-base))") % (sys.path[0], overrides, dtype, device, batch)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
     if r.returncode:

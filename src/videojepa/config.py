@@ -153,8 +153,11 @@ class DataSection:
     fps: float | None = None
     random_resize_scale: tuple[float, float] = (0.3, 1.0)
     random_resize_aspect_ratio: tuple[float, float] = (0.75, 1.35)
+    max_failure_rate: float = 0.1  # stop training when more than this fraction of samples cannot be read
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.max_failure_rate <= 1.0:
+            raise ConfigError(f"data.max_failure_rate must be in [0, 1], got {self.max_failure_rate}")
         if isinstance(self.crop_size, int):
             object.__setattr__(self, "crop_size", (self.crop_size, self.crop_size))
         if self.source not in ("synthetic", "files"):

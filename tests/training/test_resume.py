@@ -81,3 +81,63 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert find_latest(tmp_path / "checkpoints").name == "step_00000004.pt"
     after = load_checkpoint(find_latest(tmp_path / "checkpoints"))
     assert torch.equal(after["encoder"]["norm.weight"], good["encoder"]["norm.weight"])
+
+
+class _Flaky(torch.utils.data.Dataset):
+    """Every k-th sample is unreadable (k=None: all of them)."""
+
+    def __init__(self, base, k):
+        self.base, self.k = base, k
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        from videojepa.data.errors import SkippedSample
+
+        if self.k is None or i % self.k == 0:
+            return SkippedSample(index=i, path=f"/videos/clip_{i}.mp4", reason="moov atom not found")
+        return self.base[i]
+
+
+def _flaky_trainer(tmp_path, k, *over):
+    import videojepa.training.trainer as T
+
+    tr = Pretrainer(_cfg("train.max_steps=20", *over), tmp_path, progress=False)
+    base = T.build_dataset(tr.cfg)
+    orig = T.build_dataset
+    T.build_dataset = lambda cfg, split="train": _Flaky(base, k)
+    return tr, lambda: setattr(T, "build_dataset", orig)
+
+
+def test_unreadable_samples_are_skipped_counted_and_named(tmp_path):
+    tr, restore = _flaky_trainer(tmp_path, 2, "train.max_steps=4", "data.max_failure_rate=1.0")
+    try:
+        s = tr.fit()
+    finally:
+        restore()
+    assert s["data"]["samples_skipped"] >= 1
+    assert s["data"]["samples_ok"] + s["data"]["samples_skipped"] == 16
+    assert all(p.startswith("/videos/clip_") for p in s["data"]["skipped_files"])
+
+
+def test_failure_rate_threshold_stops_the_run(tmp_path):
+    from videojepa.training.trainer import DataFailureError
+
+    tr, restore = _flaky_trainer(tmp_path, 3, "data.max_failure_rate=0.1")
+    try:
+        with pytest.raises(DataFailureError, match=r"could not be read.*max_failure_rate=10%.*clip_"):
+            tr.fit()
+    finally:
+        restore()
+
+
+def test_nothing_readable_stops_at_once(tmp_path):
+    from videojepa.training.trainer import DataFailureError
+
+    tr, restore = _flaky_trainer(tmp_path, None)
+    try:
+        with pytest.raises(DataFailureError, match="no sample could be read"):
+            tr.fit()
+    finally:
+        restore()

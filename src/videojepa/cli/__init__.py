@@ -52,7 +52,7 @@ def _run_pretrain(a) -> int:
     if a.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
-    from ..training.trainer import NonFiniteLossError, Pretrainer
+    from ..training.trainer import DataFailureError, NonFiniteLossError, Pretrainer
 
     out = Path(a.out) if a.out else Path("runs") / Path(a.config or "cpu_demo").stem
     try:
@@ -60,7 +60,7 @@ def _run_pretrain(a) -> int:
         if trainer.resumed_from:
             print(f"resuming from {trainer.resumed_from} (step {trainer.step})", file=sys.stderr)
         s = trainer.fit()
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, DataFailureError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except (ValueError, NotImplementedError, RuntimeError) as e:
@@ -72,6 +72,10 @@ def _run_pretrain(a) -> int:
     if d:
         print(f"collapse check: target std {d['target_std']:.3f}, token std {d['target_token_std']:.3f}, "
               f"effective rank {d['target_erank']:.1f}")
+    dd = s.get("data", {})
+    if dd.get("samples_skipped"):
+        print(f"data: {dd['samples_ok']} samples read, {dd['samples_skipped']} skipped "
+              f"({len(dd['skipped_files'])} files, listed in summary.json)")
     print(f"run directory: {out}  (config.yaml, metrics.csv, metrics.png, summary.json, checkpoints/)")
     return 0
 
@@ -85,6 +89,9 @@ def _run_models(a) -> int:
     return 0
 
 
+_COMMAND_MODULES = ("data", "weights", "evaluate")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="videojepa", description="V-JEPA / V-JEPA 2 video pretraining and evaluation.")
     ap.add_argument("--version", action="version", version=f"videojepa {__version__}")
@@ -92,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pretrain(sub)
     m = sub.add_parser("models", help="list the encoder presets", description="List the registered encoder presets.")
     m.set_defaults(func=_run_models)
+    import importlib
+
+    for mod in _COMMAND_MODULES:  # each module adds its sub-command(s) with add_parsers(sub)
+        try:
+            module = importlib.import_module(f"{__name__}.{mod}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{mod}":
+                raise
+            continue
+        module.add_parsers(sub)
     return ap
 
 

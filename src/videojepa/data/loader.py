@@ -10,12 +10,14 @@ collator needs to seed the masks.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..rng import numpy_generator
+from .errors import SkippedSample
 from .transforms import normalize
 
 __all__ = ["StepBatchSampler", "StepDataset", "batch_indices", "build_loader"]
@@ -65,7 +67,10 @@ class StepDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         step, index = key
-        item = dict(self.base[index])
+        item = self.base[index]
+        if isinstance(item, SkippedSample):
+            return replace(item, step=int(step))
+        item = dict(item)
         if self.normalize_clips:
             item["clip"] = normalize(item["clip"])
         item["step"] = int(step)

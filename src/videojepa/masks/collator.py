@@ -20,6 +20,7 @@ from videojepa.masks.multiblock import (
     sample_multiblock,
     sample_tube,
 )
+from videojepa.data.errors import SkippedSample
 from videojepa.masks.ops import Grid
 from videojepa.rng import torch_generator
 
@@ -102,6 +103,8 @@ class MaskCollator:
         indices  LongTensor[B]
         step     int
         masks    list of (context LongTensor[B, K_ctx], target LongTensor[B, K_tgt]), one per mask config
+        skipped  list of :class:`~videojepa.data.errors.SkippedSample` dropped from the batch (B counts
+                 only the readable items; if none is readable, clips/indices are None and masks empty)
 
     Args:
         mask_generator: draws the masks, see :class:`MaskGenerator`.
@@ -112,9 +115,13 @@ class MaskCollator:
         self.mask_generator = mask_generator
         self.rank = rank
 
-    def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def __call__(self, items: Sequence[Mapping[str, Any] | SkippedSample]) -> dict[str, Any]:
         if len(items) == 0:
             raise ValueError("MaskCollator: got an empty batch")
+        skipped = [it for it in items if isinstance(it, SkippedSample)]
+        items = [it for it in items if not isinstance(it, SkippedSample)]
+        if not items:  # nothing readable in this batch: the trainer counts it and decides
+            return {"clips": None, "indices": None, "step": skipped[0].step, "masks": [], "skipped": skipped}
         for key in ("clip", "index", "step"):
             missing = [i for i, item in enumerate(items) if key not in item]
             if missing:
@@ -135,4 +142,5 @@ class MaskCollator:
         if all(item.get("label") is not None for item in items):
             batch["labels"] = torch.tensor([int(item["label"]) for item in items], dtype=torch.long)
         batch["masks"] = self.mask_generator.sample(step, len(items), self.rank)
+        batch["skipped"] = skipped
         return batch

@@ -8,7 +8,7 @@ from pathlib import Path
 __all__ = ["MetricsLog", "plot_metrics", "COLUMNS"]
 
 COLUMNS = ["step", "loss", "loss_jepa", "loss_reg", "lr", "wd", "ema", "grad_norm", "clips_per_s", "elapsed_s",
-           "target_std", "target_token_std", "target_erank", "pred_std", "pred_token_std", "pred_erank"]
+           "target_std", "target_token_std", "target_erank", "pred_std", "pred_token_std", "pred_erank", "samples_skipped"]
 
 
 class MetricsLog:

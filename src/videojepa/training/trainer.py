@@ -29,13 +29,20 @@ from .metrics import MetricsLog, plot_metrics
 from .optim import build_optimizer, set_lr_wd
 from .schedules import ema_at, lr_at, wd_at
 
-__all__ = ["Pretrainer", "NonFiniteLossError", "build_dataset", "resolve_device", "CHECKPOINT_FORMAT"]
+__all__ = ["Pretrainer", "NonFiniteLossError", "DataFailureError", "build_dataset", "resolve_device", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "videojepa-pretrain/1"
 
 
 class NonFiniteLossError(RuntimeError):
     pass
+
+
+class DataFailureError(RuntimeError):
+    """Too many samples could not be read (or none at all)."""
+
+
+MIN_SAMPLES_FOR_RATE = 50  # the failure rate is judged once this many samples were attempted
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,6 +93,8 @@ class Pretrainer:
         self.grid = grid_size(cfg.data.num_frames, *cfg.data.crop_size, enc_cfg.tubelet_size, enc_cfg.patch_size)
         self.masks = MaskGenerator(cfg.mask.build(), self.grid, cfg.train.seed, cfg.mask.equalize)
         self.step = 0
+        self.data_ok, self.data_skipped = 0, 0
+        self.skipped_files: dict[str, str] = {}  # path -> reason, first occurrence
         self.resumed_from: Path | None = None
         if resume and resume != "none":
             path = find_latest(self.ckpt_dir) if resume == "auto" else Path(resume)
@@ -104,6 +113,7 @@ class Pretrainer:
             "target_encoder": self.model.target_encoder.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "data": {"ok": self.data_ok, "skipped": self.data_skipped, "skipped_files": dict(self.skipped_files)},
         }
 
     def load_state(self, sd: dict) -> None:
@@ -119,6 +129,9 @@ class Pretrainer:
         self.optimizer.load_state_dict(sd["optimizer"])
         torch.set_rng_state(sd["torch_rng"].cpu())
         self.step = int(sd["step"])
+        data = sd.get("data", {})
+        self.data_ok, self.data_skipped = int(data.get("ok", 0)), int(data.get("skipped", 0))
+        self.skipped_files = dict(data.get("skipped_files", {}))
 
     def save(self) -> Path:
         return save_checkpoint(self.state_dict(), self.ckpt_dir, self.step, keep=self.cfg.train.keep_checkpoints)
@@ -156,6 +169,9 @@ class Pretrainer:
         m.predictor.train()
         micro, acc_loss, acc_jepa, acc_reg = 0, 0.0, 0.0, 0.0
         for batch in self._loader() if self.step < total else []:
+            self._account(batch, bar)
+            if batch["clips"] is None:  # nothing readable in this batch (counted above)
+                continue
             step = batch["step"] // accum
             if micro == 0:
                 lr, wd, mom = lr_at(step, c.optim, total), wd_at(step, c.optim, total), ema_at(step, c.optim, total)
@@ -188,7 +204,8 @@ class Pretrainer:
             if self.step % c.train.log_every == 0 or self.step == total or self.step % c.train.diag_every == 0:
                 now = time.perf_counter()
                 row = dict(step=step, loss=acc_loss, loss_jepa=acc_jepa, loss_reg=acc_reg, lr=lr, wd=wd, ema=mom,
-                           grad_norm=grad_norm, clips_per_s=clips_since / max(now - t_last, 1e-9), elapsed_s=now - t_start)
+                           grad_norm=grad_norm, clips_per_s=clips_since / max(now - t_last, 1e-9), elapsed_s=now - t_start,
+                           samples_skipped=self.data_skipped)
                 t_last, clips_since = now, 0
             if self.step % c.train.diag_every == 0 or self.step == total:
                 row.update(self._diagnostics(out))
@@ -211,6 +228,27 @@ class Pretrainer:
         summary = self._summary(time.perf_counter() - t_start, first_loss, last_loss, log)
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+    def _account(self, batch: dict, bar) -> None:
+        """Count readable / skipped samples, name each bad file once, stop on too many failures."""
+        skipped = batch.get("skipped") or []
+        self.data_ok += 0 if batch["clips"] is None else batch["clips"].shape[0]
+        self.data_skipped += len(skipped)
+        for s in skipped:
+            if s.path not in self.skipped_files:
+                self.skipped_files[s.path] = s.reason
+                msg = f"warning: skipped unreadable sample {s.path}: {s.reason}"
+                (bar.write if bar is not None else print)(msg)
+        seen = self.data_ok + self.data_skipped
+        if self.data_skipped and self.data_ok == 0 and seen >= self.cfg.data.batch_size:
+            raise DataFailureError(f"no sample could be read in the first {seen} attempts; e.g. "
+                                   + "; ".join(f"{p}: {r}" for p, r in list(self.skipped_files.items())[:3]))
+        rate = self.data_skipped / max(1, seen)
+        if seen >= MIN_SAMPLES_FOR_RATE and rate > self.cfg.data.max_failure_rate:
+            raise DataFailureError(
+                f"{self.data_skipped} of {seen} samples ({rate:.0%}) could not be read, more than "
+                f"data.max_failure_rate={self.cfg.data.max_failure_rate:.0%}; {len(self.skipped_files)} distinct files, e.g. "
+                + "; ".join(f"{p}: {r}" for p, r in list(self.skipped_files.items())[:3]))
 
     def _clip(self, step: int) -> float:
         c = self.cfg.optim
@@ -240,6 +278,8 @@ class Pretrainer:
             "clips_per_s": (sum(float(r["clips_per_s"]) for r in rows[-k:]) / len(rows[-k:])) if rows else None,
             "diagnostics": {key: float(diag[-1][key]) for key in ("target_std", "target_token_std", "target_erank",
                                                                   "pred_std", "pred_erank")} if diag else {},
+            "data": {"samples_ok": self.data_ok, "samples_skipped": self.data_skipped,
+                     "skipped_files": dict(self.skipped_files)},
             "resumed_from": str(self.resumed_from) if self.resumed_from else None,
             "checkpoint": str(find_latest(self.ckpt_dir)) if find_latest(self.ckpt_dir) else None,
         }
