@@ -207,10 +207,10 @@ def test_block_extent_matches_config():
 
 def test_same_inputs_same_masks_and_no_state():
     gen = MaskGenerator(DEFAULT_MASKS, (8, 14, 14), seed=3)
-    a = gen.sample(7, 4, rank=1)
-    gen.sample(8, 4, rank=1)  # no hidden state: other calls in between change nothing
-    b = MaskGenerator(DEFAULT_MASKS, (8, 14, 14), seed=3).sample(7, 4, rank=1)
-    c = gen.sample(7, 4, rank=1)
+    a = gen.sample(7, 4, rank=1, world_size=2)
+    gen.sample(8, 4, rank=1, world_size=2)  # no hidden state: other calls in between change nothing
+    b = MaskGenerator(DEFAULT_MASKS, (8, 14, 14), seed=3).sample(7, 4, rank=1, world_size=2)
+    c = gen.sample(7, 4, rank=1, world_size=2)
     for (ca, ta), (cb, tb), (cc, tc) in zip(a, b, c):
         assert torch.equal(ca, cb) and torch.equal(ta, tb)
         assert torch.equal(ca, cc) and torch.equal(ta, tc)
@@ -221,8 +221,8 @@ def test_different_step_rank_or_seed_gives_different_masks(change):
     base = dict(seed=3, step=7, rank=1)
     other = dict(base, **{change: base[change] + 1})
     for cfg in (*DEFAULT_MASKS, TubeMaskConfig()):
-        ma = MaskGenerator([cfg], (8, 14, 14), seed=base["seed"]).sample(base["step"], 4, rank=base["rank"])
-        mb = MaskGenerator([cfg], (8, 14, 14), seed=other["seed"]).sample(other["step"], 4, rank=other["rank"])
+        ma = MaskGenerator([cfg], (8, 14, 14), seed=base["seed"]).sample(base["step"], 4, rank=base["rank"], world_size=3)
+        mb = MaskGenerator([cfg], (8, 14, 14), seed=other["seed"]).sample(other["step"], 4, rank=other["rank"], world_size=3)
         (ca, ta), (cb, tb) = ma[0], mb[0]
         assert ca.shape != cb.shape or not torch.equal(ca, cb)
         assert ta.shape != tb.shape or not torch.equal(ta, tb)
@@ -374,14 +374,14 @@ def _items(step_of=lambda i: 5, label=True, b=3):
 
 def test_collator_output():
     gen = MaskGenerator(DEFAULT_MASKS, grid_size(4, 8, 8, 2, 4), seed=0)
-    collate = MaskCollator(gen, rank=2)
+    collate = MaskCollator(gen, rank=2, world_size=3)
     out = collate(_items())
     assert out["clips"].shape == (3, 3, 4, 8, 8)
     assert out["labels"].dtype == torch.long and out["labels"].tolist() == [0, 1, 0]
     assert out["indices"].tolist() == [10, 11, 12]
     assert out["step"] == 5
     assert len(out["masks"]) == len(DEFAULT_MASKS)
-    for (ctx, tgt), (ec, et) in zip(out["masks"], gen.sample(5, 3, rank=2)):
+    for (ctx, tgt), (ec, et) in zip(out["masks"], gen.sample(5, 3, rank=2, world_size=3)):
         assert torch.equal(ctx, ec) and torch.equal(tgt, et)
         _check_pair(ctx, tgt, 2 * 2 * 2, 3)
     assert "labels" not in collate(_items(label=False))
@@ -447,3 +447,27 @@ def test_mask_generator_validation():
         MaskGenerator([], (2, 2, 2), seed=0)
     with pytest.raises(ValueError, match="grid"):
         MaskGenerator(DEFAULT_MASKS, (2, 0, 2), seed=0)
+
+
+def test_masks_do_not_depend_on_world_size():
+    """Rank r of a world of size W gets rows [rB, (r+1)B) of the single-process batch of W*B."""
+    gen = MaskGenerator(DEFAULT_MASKS, (4, 6, 6), seed=11)
+    whole = gen.sample(3, 6)
+    for r in range(3):
+        part = gen.sample(3, 2, rank=r, world_size=3)
+        for (c, t), (wc, wt) in zip(part, whole):
+            assert torch.equal(c, wc[2 * r : 2 * r + 2]) and torch.equal(t, wt[2 * r : 2 * r + 2])
+    with pytest.raises(ValueError, match="rank 3"):
+        gen.sample(3, 2, rank=3, world_size=3)
+
+
+def test_collator_drops_rows_of_skipped_items():
+    from videojepa.data.errors import SkippedSample
+
+    gen = MaskGenerator(DEFAULT_MASKS, (2, 4, 4), seed=0)
+    items = [{"clip": torch.zeros(3, 4, 16, 16), "index": i, "step": 5} for i in range(4)]
+    items[1] = SkippedSample(index=1, path="/x/broken.mp4", reason="zero bytes", step=5)
+    out = MaskCollator(gen)(items)
+    assert out["clips"].shape[0] == 3 and [s.path for s in out["skipped"]] == ["/x/broken.mp4"]
+    for (c, t), (fc, ft) in zip(out["masks"], gen.sample(5, 4)):
+        assert torch.equal(c, fc[[0, 2, 3]]) and torch.equal(t, ft[[0, 2, 3]])

@@ -55,7 +55,7 @@ def test_checkpoint_contents_and_rotation(tmp_path):
     ck = list_checkpoints(tmp_path / "checkpoints")
     assert [k for k, _ in ck] == [4, 6]
     sd = load_checkpoint(ck[-1][1])
-    assert {"encoder", "predictor", "target_encoder", "optimizer", "step", "config", "torch_rng"} <= set(sd)
+    assert {"encoder", "predictor", "target_encoder", "optimizer", "step", "config", "data"} <= set(sd)
     assert sd["step"] == 6
     assert not list((tmp_path / "checkpoints").glob("*.tmp"))
     for f in ("config.yaml", "metrics.csv", "metrics.png", "summary.json"):

@@ -52,14 +52,18 @@ def _run_pretrain(a) -> int:
     if a.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
+    from ..training.distributed import shutdown
     from ..training.trainer import DataFailureError, NonFiniteLossError, Pretrainer
 
     out = Path(a.out) if a.out else Path("runs") / Path(a.config or "cpu_demo").stem
     try:
         trainer = Pretrainer(cfg, out, resume=a.resume, progress=not a.no_progress, device=a.device)
-        if trainer.resumed_from:
+        if trainer.resumed_from and trainer.env.is_main:
             print(f"resuming from {trainer.resumed_from} (step {trainer.step})", file=sys.stderr)
         s = trainer.fit()
+        shutdown(trainer.env)
+        if not trainer.env.is_main:
+            return 0
     except (NonFiniteLossError, DataFailureError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

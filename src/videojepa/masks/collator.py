@@ -34,10 +34,10 @@ MaskPair = tuple[Tensor, Tensor]
 class MaskGenerator:
     """Draws one ``(context, target)`` pair per mask config for a given training step.
 
-    ``sample(step, B, rank)`` is a pure function: config ``i`` draws from
-    ``torch_generator(seed, step, rank, i, "mask")`` and nothing else. Masks do not depend on the
-    DataLoader worker id: the step already identifies the batch uniquely, so the masks are identical
-    for any number of workers (and after a resume).
+    ``sample(step, B, rank, world_size)`` is a pure function: config ``i`` draws from
+    ``torch_generator(seed, step, i, "mask")`` and nothing else, for the global batch, of which each
+    rank takes its rows. Masks do not depend on the DataLoader worker id (the step identifies the
+    batch), nor on the world size: the same for any number of workers, ranks, and after a resume.
 
     Args:
         configs: the mask configs, e.g. :data:`videojepa.masks.DEFAULT_MASKS`.
@@ -78,15 +78,26 @@ class MaskGenerator:
         return (f"{type(self).__name__}(configs={list(self.configs)}, grid={self.grid}, "
                 f"seed={self.seed}, equalize={self.equalize!r})")
 
-    def sample(self, step: int, batch_size: int, rank: int = 0) -> list[MaskPair]:
-        """Masks for the batch of ``step`` on ``rank``: one ``(context [B, K_ctx], target [B, K_tgt])`` per config."""
+    def sample(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[MaskPair]:
+        """Masks of ``rank``'s share of the batch of ``step``: one ``(context [B, K_ctx], target [B, K_tgt])`` per config.
+
+        The masks are drawn for the whole global batch (``batch_size * world_size`` samples, lengths
+        equalised over all of it) from ``torch_generator(seed, step, i, "mask")``, and rank ``r`` takes
+        rows ``[r*B, (r+1)*B)``. So a run on 2 ranks of batch B sees exactly the masks of a run on one
+        process of batch 2B, and a checkpoint resumes on another world size with the same masks.
+        """
+        if not 0 <= rank < world_size:
+            raise ValueError(f"MaskGenerator.sample: rank {rank} is not in [0, world_size={world_size})")
+        total = batch_size * world_size
+        rows = slice(rank * batch_size, (rank + 1) * batch_size)
         out: list[MaskPair] = []
         for i, cfg in enumerate(self.configs):
-            g = torch_generator(self.seed, step, rank, i, "mask")
+            g = torch_generator(self.seed, step, i, "mask")
             if isinstance(cfg, MultiBlockMaskConfig):
-                out.append(sample_multiblock(cfg, self.grid, batch_size, g, equalize=self.equalize))
+                ctx, tgt = sample_multiblock(cfg, self.grid, total, g, equalize=self.equalize)
             else:
-                out.append(sample_tube(cfg, self.grid, batch_size, g))
+                ctx, tgt = sample_tube(cfg, self.grid, total, g)
+            out.append((ctx[rows].contiguous(), tgt[rows].contiguous()))
         return out
 
 
@@ -111,15 +122,18 @@ class MaskCollator:
         rank: this process's distributed rank (ranks see different masks at the same step).
     """
 
-    def __init__(self, mask_generator: MaskGenerator, rank: int = 0) -> None:
+    def __init__(self, mask_generator: MaskGenerator, rank: int = 0, world_size: int = 1) -> None:
         self.mask_generator = mask_generator
         self.rank = rank
+        self.world_size = world_size
 
     def __call__(self, items: Sequence[Mapping[str, Any] | SkippedSample]) -> dict[str, Any]:
         if len(items) == 0:
             raise ValueError("MaskCollator: got an empty batch")
+        nominal = len(items)  # masks are drawn for the full batch, then the rows of unreadable items dropped
+        readable = [i for i, it in enumerate(items) if not isinstance(it, SkippedSample)]
         skipped = [it for it in items if isinstance(it, SkippedSample)]
-        items = [it for it in items if not isinstance(it, SkippedSample)]
+        items = [items[i] for i in readable]
         if not items:  # nothing readable in this batch: the trainer counts it and decides
             return {"clips": None, "indices": None, "step": skipped[0].step, "masks": [], "skipped": skipped}
         for key in ("clip", "index", "step"):
@@ -141,6 +155,10 @@ class MaskCollator:
         }
         if all(item.get("label") is not None for item in items):
             batch["labels"] = torch.tensor([int(item["label"]) for item in items], dtype=torch.long)
-        batch["masks"] = self.mask_generator.sample(step, len(items), self.rank)
+        masks = self.mask_generator.sample(step, nominal, self.rank, self.world_size)
+        if skipped:
+            keep = torch.tensor(readable, dtype=torch.long)
+            masks = [(c[keep], t[keep]) for c, t in masks]
+        batch["masks"] = masks
         batch["skipped"] = skipped
         return batch

@@ -151,60 +151,66 @@ def _block_size(cfg: MultiBlockMaskConfig, grid: Grid, generator: torch.Generato
     return min(t, T), min(max(h, 1), H), min(max(w, 1), W)
 
 
-def _context_map(
-    cfg: MultiBlockMaskConfig, grid: Grid, block: tuple[int, int, int], generator: torch.Generator
+def _context_maps(
+    cfg: MultiBlockMaskConfig, grid: Grid, block: tuple[int, int, int], count: int, generator: torch.Generator
 ) -> Tensor:
-    """Bool ``[T', H', W']``: True where a token is context (outside every block and within the time limit)."""
+    """Bool ``[count, T'*H'*W']``: True where a token is context (outside every block, within the time limit).
+
+    Vectorised over samples: ``num_blocks`` block positions per sample (start in ``[0, T'-t]``, top in
+    ``[0, H'-h]``, left in ``[0, W'-w]``, upper bounds inclusive so every step, row and column can be covered).
+    """
     T, H, W = grid
     t, h, w = block
     nb = cfg.num_blocks
-    # Upper bounds are inclusive of the last valid position: every row, column and step can be covered.
-    starts = torch.randint(0, T - t + 1, (nb,), generator=generator).tolist()
-    tops = torch.randint(0, H - h + 1, (nb,), generator=generator).tolist()
-    lefts = torch.randint(0, W - w + 1, (nb,), generator=generator).tolist()
-    keep = torch.ones(grid, dtype=torch.bool)
-    for s, top, left in zip(starts, tops, lefts):
-        keep[s : s + t, top : top + h, left : left + w] = False
+    starts = torch.randint(0, T - t + 1, (count, nb, 1), generator=generator)
+    tops = torch.randint(0, H - h + 1, (count, nb, 1), generator=generator)
+    lefts = torch.randint(0, W - w + 1, (count, nb, 1), generator=generator)
+    at, ah, aw = torch.arange(T), torch.arange(H), torch.arange(W)
+    in_t = (at >= starts) & (at < starts + t)  # [count, nb, T]
+    in_h = (ah >= tops) & (ah < tops + h)
+    in_w = (aw >= lefts) & (aw < lefts + w)
+    covered = torch.zeros(count, T, H, W, dtype=torch.bool)
+    for b in range(nb):  # union of the blocks, one block at a time to bound memory
+        covered |= in_t[:, b, :, None, None] & in_h[:, b, None, :, None] & in_w[:, b, None, None, :]
+    keep = ~covered
     max_context_duration = max(1, int(T * cfg.max_temporal_keep))
     if max_context_duration < T:
-        keep[max_context_duration:] = False
+        keep[:, max_context_duration:] = False
+    return keep.reshape(count, T * H * W)
+
+
+def _sample_contexts(
+    cfg: MultiBlockMaskConfig, grid: Grid, block: tuple[int, int, int], batch_size: int, generator: torch.Generator
+) -> Tensor:
+    """Bool ``[B, N]`` context maps, every row with ``1 <= Kc < N`` tokens."""
+    keep = _context_maps(cfg, grid, block, batch_size, generator)
+    for _ in range(MAX_RESAMPLES):
+        empty = (~keep.any(1)).nonzero().squeeze(1)
+        if empty.numel() == 0:
+            return keep
+        keep[empty] = _context_maps(cfg, grid, block, empty.numel(), generator)
+    empty = (~keep.any(1)).nonzero().squeeze(1)
+    if empty.numel():
+        # Fallback (tiny grids): one context token, uniform over the time steps the context may use.
+        T, H, W = grid
+        max_context_duration = max(1, int(T * cfg.max_temporal_keep))
+        tokens = torch.randint(0, max_context_duration * H * W, (empty.numel(),), generator=generator)
+        keep[empty, tokens] = True
     return keep
 
 
-def _sample_context(
-    cfg: MultiBlockMaskConfig, grid: Grid, block: tuple[int, int, int], generator: torch.Generator
-) -> Tensor:
-    """Sorted context ids ``LongTensor[Kc]`` (Kc >= 1, Kc < N) of one sample."""
-    for _ in range(1 + MAX_RESAMPLES):
-        keep = _context_map(cfg, grid, block, generator).flatten()
-        ids = keep.nonzero().squeeze(1)
-        if ids.numel() > 0:
-            return ids
-    # Fallback (tiny grids): one context token, uniform over the time steps the context may use.
-    T, H, W = grid
-    max_context_duration = max(1, int(T * cfg.max_temporal_keep))
-    token = int(torch.randint(0, max_context_duration * H * W, (1,), generator=generator))
-    return torch.tensor([token], dtype=torch.long)
-
-
-def _complement(ids: Tensor, n: int) -> Tensor:
-    """Sorted ids in ``[0, n)`` that are not in ``ids``."""
-    keep = torch.ones(n, dtype=torch.bool)
-    keep[ids] = False
-    return keep.nonzero().squeeze(1)
-
-
-def _equalize(rows: list[Tensor], k: int, equalize: str, generator: torch.Generator) -> Tensor:
-    """Cut every sorted id list to length ``k`` and stack them into ``LongTensor[B, k]``."""
-    out = []
-    for ids in rows:
-        if ids.numel() > k:
-            if equalize == "prefix":
-                ids = ids[:k]
-            else:
-                ids = ids[torch.randperm(ids.numel(), generator=generator)[:k]].sort().values
-        out.append(ids)
-    return torch.stack(out)
+def _equalize(members: Tensor, k: int, equalize: str, generator: torch.Generator) -> Tensor:
+    """Keep ``k`` of the True positions of every row of ``members`` ``[B, N]``; return sorted ids ``[B, k]``."""
+    b = members.shape[0]
+    if equalize == "prefix":
+        chosen = members & (members.cumsum(1) <= k)
+    else:
+        keys = torch.rand(members.shape, generator=generator)
+        keys = torch.where(members, keys, torch.full_like(keys, -1.0))
+        idx = keys.topk(k, dim=1).indices
+        chosen = torch.zeros_like(members).scatter_(1, idx, True)
+    # nonzero() walks rows in order, so each row's ids come out sorted.
+    return chosen.nonzero()[:, 1].view(b, k)
 
 
 def sample_multiblock(
@@ -251,17 +257,17 @@ def sample_multiblock(
         raise ValueError(f"equalize must be one of {EQUALIZE_MODES}, got {equalize!r}")
 
     block = _block_size(cfg, grid, generator)
-    contexts = [_sample_context(cfg, grid, block, generator) for _ in range(batch_size)]
-    targets = [_complement(c, n) for c in contexts]  # non-empty: every context has < N tokens
-
-    k_ctx = min(c.numel() for c in contexts)
+    ctx_map = _sample_contexts(cfg, grid, block, batch_size, generator)  # [B, N]; targets = complement, non-empty
+    k_ctx = int(ctx_map.sum(1).min())
     if cfg.max_keep is not None:
         k_ctx = min(k_ctx, cfg.max_keep)
-    context = _equalize(contexts, k_ctx, equalize, generator)
+    context = _equalize(ctx_map, k_ctx, equalize, generator)
     if cfg.full_complement:
-        target = torch.stack([_complement(c, n) for c in context])
+        kept = torch.zeros_like(ctx_map).scatter_(1, context, True)
+        target = (~kept).nonzero()[:, 1].view(batch_size, n - k_ctx)
     else:
-        target = _equalize(targets, min(t.numel() for t in targets), equalize, generator)
+        tgt_map = ~ctx_map
+        target = _equalize(tgt_map, int(tgt_map.sum(1).min()), equalize, generator)
     return context, target
 
 
@@ -289,9 +295,8 @@ def sample_tube(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     k = min(max(int(hw * (1.0 - cfg.ratio)), 1), hw - 1)
-    keep = torch.zeros(batch_size, hw, dtype=torch.bool)
-    for row in keep:
-        row[torch.randperm(hw, generator=generator)[:k]] = True
+    idx = torch.rand(batch_size, hw, generator=generator).topk(k, dim=1).indices  # k random positions per sample
+    keep = torch.zeros(batch_size, hw, dtype=torch.bool).scatter_(1, idx, True)
     keep = keep.unsqueeze(1).expand(batch_size, T, hw).reshape(batch_size, T * hw)  # [B, T'*H'*W'] in [t][h][w] order
     # nonzero() walks rows in order, so each row's ids come out sorted.
     context = keep.nonzero()[:, 1].view(batch_size, k * T)

@@ -23,6 +23,7 @@ from ..masks.collator import MaskCollator, MaskGenerator
 from ..masks.ops import grid_size
 from ..rng import derive_seed
 from .checkpoint import find_latest, load_checkpoint, save_checkpoint
+from .distributed import DistEnv, all_reduce, barrier, init_distributed, wrap_ddp
 from .jepa import JEPA
 from .losses import feature_stats
 from .metrics import MetricsLog, plot_metrics
@@ -78,11 +79,12 @@ def build_dataset(cfg: PretrainConfig, split: str = "train"):
 
 class Pretrainer:
     def __init__(self, cfg: PretrainConfig, out_dir: str | Path, *, resume: str | None = "auto", progress: bool = True,
-                 device: str | None = None) -> None:
+                 device: str | None = None, env: DistEnv | None = None) -> None:
         self.cfg = cfg
         self.out = Path(out_dir)
-        self.progress = progress
-        self.device = resolve_device(device or cfg.train.device)
+        self.env = env or init_distributed(device or cfg.train.device)
+        self.progress = progress and self.env.is_main
+        self.device = self.env.device
         self.dtype = resolve_dtype(cfg.train.dtype, self.device)
         self.ckpt_dir = self.out / "checkpoints"
         enc_cfg, pred_cfg = cfg.encoder_config(), cfg.predictor_config()
@@ -90,6 +92,9 @@ class Pretrainer:
             torch.manual_seed(derive_seed(cfg.train.seed, "init"))
             self.model = JEPA(enc_cfg, pred_cfg).to(self.device)
         self.optimizer = build_optimizer(self.model.trainable(), cfg.optim)
+        n_cfg, n_tok = len(cfg.mask.configs), pred_cfg.num_mask_tokens
+        used = {0} if cfg.train.mask_token_by == "first" else {m % n_tok for m in range(n_cfg)}
+        self.train_model = wrap_ddp(self.model, self.env, find_unused_parameters=len(used) < n_tok)
         self.grid = grid_size(cfg.data.num_frames, *cfg.data.crop_size, enc_cfg.tubelet_size, enc_cfg.patch_size)
         self.masks = MaskGenerator(cfg.mask.build(), self.grid, cfg.train.seed, cfg.mask.equalize)
         self.step = 0
@@ -112,7 +117,6 @@ class Pretrainer:
             "predictor": self.model.predictor.state_dict(),
             "target_encoder": self.model.target_encoder.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
             "data": {"ok": self.data_ok, "skipped": self.data_skipped, "skipped_files": dict(self.skipped_files)},
         }
 
@@ -127,14 +131,18 @@ class Pretrainer:
         self.model.predictor.load_state_dict(sd["predictor"], strict=True)
         self.model.target_encoder.load_state_dict(sd["target_encoder"], strict=True)
         self.optimizer.load_state_dict(sd["optimizer"])
-        torch.set_rng_state(sd["torch_rng"].cpu())
         self.step = int(sd["step"])
         data = sd.get("data", {})
         self.data_ok, self.data_skipped = int(data.get("ok", 0)), int(data.get("skipped", 0))
         self.skipped_files = dict(data.get("skipped_files", {}))
 
     def save(self) -> Path:
-        return save_checkpoint(self.state_dict(), self.ckpt_dir, self.step, keep=self.cfg.train.keep_checkpoints)
+        """Rank 0 writes one consolidated checkpoint (any world size can resume from it); all ranks wait."""
+        path = None
+        if self.env.is_main:
+            path = save_checkpoint(self.state_dict(), self.ckpt_dir, self.step, keep=self.cfg.train.keep_checkpoints)
+        barrier(self.env)
+        return path
 
     # ------------------------------------------------------------------ loop
     def _loader(self):
@@ -142,9 +150,11 @@ class Pretrainer:
 
         c = self.cfg
         accum = c.optim.grad_accum
-        return build_loader(build_dataset(c), MaskCollator(self.masks), batch_size=c.data.batch_size, seed=c.train.seed,
-                            start_step=self.step * accum, max_steps=c.train.max_steps * accum,
-                            num_workers=c.data.num_workers, pin_memory=c.data.pin_memory and self.device.type == "cuda")
+        e = self.env
+        return build_loader(build_dataset(c), MaskCollator(self.masks, e.rank, e.world_size), batch_size=c.data.batch_size,
+                            seed=c.train.seed, start_step=self.step * accum, max_steps=c.train.max_steps * accum,
+                            num_workers=c.data.num_workers, pin_memory=c.data.pin_memory and self.device.type == "cuda",
+                            rank=e.rank, world_size=e.world_size)
 
     def _autocast(self):
         if self.dtype == torch.float32:
@@ -154,9 +164,12 @@ class Pretrainer:
     def fit(self, until: int | None = None) -> dict:
         """Train to ``train.max_steps`` (or stop early after step ``until``, with a checkpoint there)."""
         c, m = self.cfg, self.model
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(yaml.safe_dump(c.to_dict(), sort_keys=False))
-        log = MetricsLog(self.out / "metrics.csv", resume_step=self.step)
+        main = self.env.is_main
+        log = None
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(yaml.safe_dump(c.to_dict(), sort_keys=False))
+            log = MetricsLog(self.out / "metrics.csv", resume_step=self.step)
         total, accum, bs = c.train.max_steps, c.optim.grad_accum, c.data.batch_size
         bar = None
         if self.progress:
@@ -176,11 +189,14 @@ class Pretrainer:
             if micro == 0:
                 lr, wd, mom = lr_at(step, c.optim, total), wd_at(step, c.optim, total), ema_at(step, c.optim, total)
                 set_lr_wd(self.optimizer, lr, wd)
+            torch.manual_seed(derive_seed(c.train.seed, batch["step"], self.env.rank, "step"))  # drop path etc.
             clips = batch["clips"].to(self.device, non_blocking=True)
             masks = [(a.to(self.device), b.to(self.device)) for a, b in batch["masks"]]
             with self._autocast():
-                out = m(clips, masks, loss_exp=c.loss.loss_exp, reg_coeff=c.loss.reg_coeff, mask_token_by=c.train.mask_token_by)
-            if not torch.isfinite(out.loss):
+                out = self.train_model(clips, masks, loss_exp=c.loss.loss_exp, reg_coeff=c.loss.reg_coeff,
+                                       mask_token_by=c.train.mask_token_by)
+            finite = all_reduce(torch.tensor([float(torch.isfinite(out.loss).item())]), self.env, "min")
+            if finite.item() < 1.0:  # collective, so that every rank stops together
                 last = find_latest(self.ckpt_dir)
                 raise NonFiniteLossError(
                     f"loss is {out.loss.item()} at step {step}; training stopped. The last good checkpoint is "
@@ -203,13 +219,16 @@ class Pretrainer:
             row = None
             if self.step % c.train.log_every == 0 or self.step == total or self.step % c.train.diag_every == 0:
                 now = time.perf_counter()
+                red = all_reduce(torch.tensor([acc_loss, acc_jepa, acc_reg, float(clips_since)]), self.env, "sum")
+                w = self.env.world_size
+                acc_loss, acc_jepa, acc_reg, clips_since = red[0].item() / w, red[1].item() / w, red[2].item() / w, red[3].item()
                 row = dict(step=step, loss=acc_loss, loss_jepa=acc_jepa, loss_reg=acc_reg, lr=lr, wd=wd, ema=mom,
                            grad_norm=grad_norm, clips_per_s=clips_since / max(now - t_last, 1e-9), elapsed_s=now - t_start,
                            samples_skipped=self.data_skipped)
                 t_last, clips_since = now, 0
             if self.step % c.train.diag_every == 0 or self.step == total:
                 row.update(self._diagnostics(out))
-            if row is not None:
+            if row is not None and log is not None:
                 log.append(row)
                 if bar is not None:
                     bar.set_postfix(loss=f"{acc_loss:.4f}", clips_s=f"{row['clips_per_s']:.1f}", refresh=False)
@@ -219,12 +238,15 @@ class Pretrainer:
             stop = until is not None and self.step >= until
             if self.step % c.train.checkpoint_every == 0 or self.step == total or stop:
                 self.save()
-                plot_metrics(self.out / "metrics.csv", self.out / "metrics.png", title=f"videojepa pretrain: {self.out.name}")
+                if main:
+                    plot_metrics(self.out / "metrics.csv", self.out / "metrics.png", title=f"videojepa pretrain: {self.out.name}")
                 t_last, clips_since = time.perf_counter(), 0  # keep saving and plotting out of clips/s
             if stop:
                 break
         if bar is not None:
             bar.close()
+        if not main:
+            return {"steps": self.step, "rank": self.env.rank}
         summary = self._summary(time.perf_counter() - t_start, first_loss, last_loss, log)
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
@@ -232,13 +254,22 @@ class Pretrainer:
     def _account(self, batch: dict, bar) -> None:
         """Count readable / skipped samples, name each bad file once, stop on too many failures."""
         skipped = batch.get("skipped") or []
-        self.data_ok += 0 if batch["clips"] is None else batch["clips"].shape[0]
-        self.data_skipped += len(skipped)
-        for s in skipped:
-            if s.path not in self.skipped_files:
-                self.skipped_files[s.path] = s.reason
-                msg = f"warning: skipped unreadable sample {s.path}: {s.reason}"
-                (bar.write if bar is not None else print)(msg)
+        ok = 0 if batch["clips"] is None else batch["clips"].shape[0]
+        counts = all_reduce(torch.tensor([ok, len(skipped)], dtype=torch.float64), self.env, "sum")
+        self.data_ok += int(counts[0].item())
+        self.data_skipped += int(counts[1].item())
+        if counts[1].item() > 0:
+            new = [(s.path, s.reason) for s in skipped]
+            if self.env.distributed:  # every rank learns every bad file, so that all stop alike
+                gathered: list = [None] * self.env.world_size
+                torch.distributed.all_gather_object(gathered, new)
+                new = [x for part in gathered for x in part]
+            for path, reason in new:
+                if path not in self.skipped_files:
+                    self.skipped_files[path] = reason
+                    if self.env.is_main:
+                        msg = f"warning: skipped unreadable sample {path}: {reason}"
+                        (bar.write if bar is not None else print)(msg)
         seen = self.data_ok + self.data_skipped
         if self.data_skipped and self.data_ok == 0 and seen >= self.cfg.data.batch_size:
             raise DataFailureError(f"no sample could be read in the first {seen} attempts; e.g. "

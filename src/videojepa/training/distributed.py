@@ -1,0 +1,91 @@
+"""Everything that knows about ranks: process-group set-up, model wrapping, collectives.
+
+Launch with ``torchrun`` (``torchrun --nproc-per-node N -m videojepa pretrain ...``); the
+environment it sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``) is read
+here. Without it, nothing distributed happens: no process group is created or needed. Backends:
+NCCL on CUDA, gloo on CPU. Models stay free of any of this; the trainer asks this module to wrap
+them (DDP) and to reduce metrics.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+__all__ = ["DistEnv", "init_distributed", "wrap_ddp", "all_reduce", "barrier", "shutdown"]
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _device(pref: str, local_rank: int) -> torch.device:
+    if pref == "auto":
+        pref = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(pref)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {pref!r} requested but CUDA is not available on this machine")
+        if dev.index is None:
+            dev = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def init_distributed(device: str = "auto") -> DistEnv:
+    """Join the process group that ``torchrun`` describes, or return a single-process environment."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    dev = _device(device, local)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, rank=rank, world_size=world,
+                                **({"device_id": dev} if dev.type == "cuda" else {}))
+    return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev)
+
+
+def wrap_ddp(model: nn.Module, env: DistEnv, find_unused_parameters: bool = False) -> nn.Module:
+    """``DistributedDataParallel`` over the trainable parameters (frozen ones, e.g. the EMA target, are ignored)."""
+    if not env.distributed:
+        return model
+    ids = [env.device.index] if env.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters,
+                                               broadcast_buffers=False)
+
+
+def all_reduce(values: torch.Tensor, env: DistEnv, op: str = "sum") -> torch.Tensor:
+    """In-place collective on a small tensor (a no-op in one process). ``op``: sum, min, max, mean."""
+    if not env.distributed:
+        return values
+    t = values.to(env.device) if env.device.type == "cuda" else values
+    red = {"sum": dist.ReduceOp.SUM, "mean": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op]
+    dist.all_reduce(t, op=red)
+    if op == "mean":
+        t = t / env.world_size
+    return t.to(values.device)
+
+
+def barrier(env: DistEnv) -> None:
+    if env.distributed:
+        dist.barrier()
+
+
+def shutdown(env: DistEnv) -> None:
+    if env.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,69 @@
+"""Two gloo ranks on CPU against one process: same data, same masks, same parameters."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from videojepa.training.checkpoint import find_latest, load_checkpoint
+
+pytestmark = pytest.mark.slow
+
+COMMON = ["--config", "cpu_test", "--no-progress", "optim.schedule_steps=4", "train.checkpoint_every=2",
+          "train.keep_checkpoints=5", "optim.clip_grad=1.0"]
+
+
+def _run(out, nproc, batch, steps, *extra):
+    if nproc == 1:
+        cmd = [sys.executable, "-m", "videojepa", "pretrain"]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "videojepa", "pretrain"]
+    cmd += ["--out", str(out), "--max-steps", str(steps), *COMMON, f"data.batch_size={batch}", *extra]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+def _params(folder, step):
+    sd = load_checkpoint(folder / "checkpoints" / f"step_{step:08d}.pt")
+    return {f"{part}.{k}": v for part in ("encoder", "predictor", "target_encoder") for k, v in sd[part].items()}
+
+
+def _close(a, b, tol=1e-5):
+    assert a.keys() == b.keys()
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst <= tol, worst
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    out = tmp_path_factory.mktemp("single")
+    _run(out, 1, 8, 4)
+    return out
+
+
+def test_two_ranks_equal_one_process_with_double_batch(single, tmp_path):
+    r = _run(tmp_path, 2, 4, 4)
+    assert r.stdout.count("done: 4 steps") == 1  # only rank 0 reports
+    _close(_params(tmp_path, 4), _params(single, 4))
+    # the metrics (loss averaged over ranks) match too
+    a = (tmp_path / "metrics.csv").read_text().splitlines()[1:]
+    b = (single / "metrics.csv").read_text().splitlines()[1:]
+    la = [float(x.split(",")[1]) for x in a]
+    lb = [float(x.split(",")[1]) for x in b]
+    assert la == pytest.approx(lb, abs=1e-5)
+
+
+def test_resume_two_ranks_to_one_process(single, tmp_path):
+    _run(tmp_path, 2, 4, 2)
+    assert find_latest(tmp_path / "checkpoints").name == "step_00000002.pt"
+    r = _run(tmp_path, 1, 8, 4)
+    assert "resuming from" in r.stderr
+    _close(_params(tmp_path, 4), _params(single, 4))
+
+
+def test_resume_one_process_to_two_ranks(single, tmp_path):
+    _run(tmp_path, 1, 8, 2)
+    _run(tmp_path, 2, 4, 4)
+    _close(_params(tmp_path, 4), _params(single, 4))
