@@ -67,3 +67,28 @@ def test_resume_one_process_to_two_ranks(single, tmp_path):
     _run(tmp_path, 1, 8, 2)
     _run(tmp_path, 2, 4, 4)
     _close(_params(tmp_path, 4), _params(single, 4))
+
+
+def _params_any(folder, step):
+    """Parameters of a consolidated or sharded checkpoint, read in this (single) process."""
+    from videojepa.training.checkpoint import list_checkpoints
+    from videojepa.training.trainer import read_checkpoint
+
+    path = dict(list_checkpoints(folder / "checkpoints"))[step]
+    sd = read_checkpoint(path)
+    return {f"{part}.{k}": v for part in ("encoder", "predictor", "target_encoder") for k, v in sd[part].items()}
+
+
+def test_fsdp_two_ranks_equal_one_process(single, tmp_path):
+    _run(tmp_path, 2, 4, 4, "--parallel", "fsdp")
+    ck = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert ck == ["step_00000002.dcp", "step_00000004.dcp"]
+    _close(_params_any(tmp_path, 4), _params(single, 4))
+
+
+def test_fsdp_checkpoint_resumes_in_one_process_and_back(single, tmp_path):
+    _run(tmp_path, 2, 4, 2, "--parallel", "fsdp")
+    r = _run(tmp_path, 1, 8, 3)  # sharded -> one process
+    assert "step_00000002.dcp" in r.stderr
+    _run(tmp_path, 2, 4, 4, "--parallel", "fsdp")  # consolidated -> sharded
+    _close(_params_any(tmp_path, 4), _params(single, 4))

@@ -21,6 +21,8 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
     p.add_argument("--resume", default="auto", help="'auto' (newest checkpoint in --out, if any), 'none', or a path")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: train.device)")
+    p.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp",
+                   help="under torchrun: DDP (replicated model) or FSDP2 (sharded, bf16 on CUDA; sharded checkpoints)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--list-configs", action="store_true", help="list the shipped presets and exit")
@@ -57,7 +59,7 @@ def _run_pretrain(a) -> int:
 
     out = Path(a.out) if a.out else Path("runs") / Path(a.config or "cpu_demo").stem
     try:
-        trainer = Pretrainer(cfg, out, resume=a.resume, progress=not a.no_progress, device=a.device)
+        trainer = Pretrainer(cfg, out, resume=a.resume, progress=not a.no_progress, device=a.device, parallel=a.parallel)
         if trainer.resumed_from and trainer.env.is_main:
             print(f"resuming from {trainer.resumed_from} (step {trainer.step})", file=sys.stderr)
         s = trainer.fit()

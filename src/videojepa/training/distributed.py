@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-__all__ = ["DistEnv", "init_distributed", "wrap_ddp", "all_reduce", "barrier", "shutdown"]
+__all__ = ["DistEnv", "init_distributed", "wrap_ddp", "wrap_fsdp", "is_fsdp", "all_reduce", "barrier", "shutdown"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +89,31 @@ def barrier(env: DistEnv) -> None:
 def shutdown(env: DistEnv) -> None:
     if env.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def wrap_fsdp(model: nn.Module, env: DistEnv, param_dtype: torch.dtype | None = None) -> nn.Module:
+    """Shard a :class:`~videojepa.training.jepa.JEPA` with FSDP2 (``fully_shard``), block by block.
+
+    Encoder, predictor and the EMA target encoder are sharded alike (so the EMA update runs on local
+    shards). With ``param_dtype=torch.bfloat16`` parameters are gathered in bf16 for compute while
+    gradients are reduced and kept in float32. Build the optimizer *after* this call.
+    """
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = init_device_mesh(env.device.type, (env.world_size,))
+    mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else MixedPrecisionPolicy()
+    for mod in (model.encoder, model.predictor, model.target_encoder):
+        blocks = mod.blocks if hasattr(mod, "blocks") else mod.predictor_blocks
+        for blk in blocks:
+            fully_shard(blk, mesh=mesh, mp_policy=mp)
+        fully_shard(mod, mesh=mesh, mp_policy=mp)
+    return model
+
+
+def is_fsdp(module: nn.Module) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - old torch
+        return False
+    return isinstance(module, FSDPModule)

@@ -22,17 +22,24 @@ from ..config import PretrainConfig
 from ..masks.collator import MaskCollator, MaskGenerator
 from ..masks.ops import grid_size
 from ..rng import derive_seed
-from .checkpoint import find_latest, load_checkpoint, save_checkpoint
-from .distributed import DistEnv, all_reduce, barrier, init_distributed, wrap_ddp
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+
+from .checkpoint import find_latest, load_checkpoint, load_sharded_checkpoint, save_checkpoint, save_sharded_checkpoint
+from .distributed import DistEnv, all_reduce, barrier, init_distributed, wrap_ddp, wrap_fsdp
 from .jepa import JEPA
 from .losses import feature_stats
 from .metrics import MetricsLog, plot_metrics
 from .optim import build_optimizer, set_lr_wd
 from .schedules import ema_at, lr_at, wd_at
 
-__all__ = ["Pretrainer", "NonFiniteLossError", "DataFailureError", "build_dataset", "resolve_device", "CHECKPOINT_FORMAT"]
+__all__ = ["Pretrainer", "NonFiniteLossError", "DataFailureError", "read_checkpoint", "build_dataset", "resolve_device", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "videojepa-pretrain/1"
+
+
+def _full(x: torch.Tensor) -> torch.Tensor:
+    """A DTensor's full value (FSDP), or the tensor itself."""
+    return x.full_tensor() if hasattr(x, "full_tensor") else x
 
 
 class NonFiniteLossError(RuntimeError):
@@ -72,14 +79,14 @@ def build_dataset(cfg: PretrainConfig, split: str = "train"):
             return SyntheticVideoDataset(SyntheticVideoConfig(**kw))
         except TypeError as e:
             raise ValueError(f"data.synthetic: {e}") from None
-    raise NotImplementedError(
-        "data.source='files' (video files from a CSV index or folder) is not available in this version; "
-        "use data.source=synthetic")
+    from ..data.build import build_files_dataset
+
+    return build_files_dataset(d, mode="train" if split == "train" else "eval", seed=cfg.train.seed)
 
 
 class Pretrainer:
     def __init__(self, cfg: PretrainConfig, out_dir: str | Path, *, resume: str | None = "auto", progress: bool = True,
-                 device: str | None = None, env: DistEnv | None = None) -> None:
+                 device: str | None = None, env: DistEnv | None = None, parallel: str = "ddp") -> None:
         self.cfg = cfg
         self.out = Path(out_dir)
         self.env = env or init_distributed(device or cfg.train.device)
@@ -91,10 +98,16 @@ class Pretrainer:
         with torch.random.fork_rng(devices=[]):  # init from the run seed without touching the caller's RNG
             torch.manual_seed(derive_seed(cfg.train.seed, "init"))
             self.model = JEPA(enc_cfg, pred_cfg).to(self.device)
-        self.optimizer = build_optimizer(self.model.trainable(), cfg.optim)
-        n_cfg, n_tok = len(cfg.mask.configs), pred_cfg.num_mask_tokens
-        used = {0} if cfg.train.mask_token_by == "first" else {m % n_tok for m in range(n_cfg)}
-        self.train_model = wrap_ddp(self.model, self.env, find_unused_parameters=len(used) < n_tok)
+        if parallel not in ("ddp", "fsdp"):
+            raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {parallel!r}")
+        self.fsdp = parallel == "fsdp" and self.env.distributed
+        if self.fsdp:
+            self.train_model = wrap_fsdp(self.model, self.env, self.dtype if self.dtype != torch.float32 else None)
+        else:
+            n_cfg, n_tok = len(cfg.mask.configs), pred_cfg.num_mask_tokens
+            used = {0} if cfg.train.mask_token_by == "first" else {m % n_tok for m in range(n_cfg)}
+            self.train_model = wrap_ddp(self.model, self.env, find_unused_parameters=len(used) < n_tok)
+        self.optimizer = build_optimizer(self.model.trainable(), cfg.optim)  # after sharding (FSDP owns DTensors)
         self.grid = grid_size(cfg.data.num_frames, *cfg.data.crop_size, enc_cfg.tubelet_size, enc_cfg.patch_size)
         self.masks = MaskGenerator(cfg.mask.build(), self.grid, cfg.train.seed, cfg.mask.equalize)
         self.step = 0
@@ -104,43 +117,62 @@ class Pretrainer:
         if resume and resume != "none":
             path = find_latest(self.ckpt_dir) if resume == "auto" else Path(resume)
             if path is not None:
-                self.load_state(load_checkpoint(path, map_location=self.device))
+                self.load_path(path)
                 self.resumed_from = path
 
     # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "step": self.step,
-            "config": self.cfg.to_dict(),
-            "encoder": self.model.encoder.state_dict(),
-            "predictor": self.model.predictor.state_dict(),
-            "target_encoder": self.model.target_encoder.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "data": {"ok": self.data_ok, "skipped": self.data_skipped, "skipped_files": dict(self.skipped_files)},
-        }
+    _PARTS = ("encoder", "predictor", "target_encoder")
 
-    def load_state(self, sd: dict) -> None:
-        if sd.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"not a videojepa pretraining checkpoint (format={sd.get('format')!r})")
-        mine, theirs = self.cfg.to_dict(), sd["config"]
+    def _meta(self) -> dict:
+        return {"format": CHECKPOINT_FORMAT, "step": self.step, "config": self.cfg.to_dict(),
+                "data": {"ok": self.data_ok, "skipped": self.data_skipped, "skipped_files": dict(self.skipped_files)}}
+
+    def state_dict(self) -> dict:
+        """Consolidated state: one state dict per model part, the optimizer keyed by parameter names
+        (so that it loads into any wrapping: plain, DDP or FSDP, on any world size), step, config, data counts."""
+        msd, osd = get_state_dict(self.model, self.optimizer, options=StateDictOptions(full_state_dict=True,
+                                                                                        cpu_offload=self.fsdp))
+        parts = {p: {k[len(p) + 1:]: v for k, v in msd.items() if k.startswith(p + ".")} for p in self._PARTS}
+        return {**self._meta(), **parts, "optimizer": osd}
+
+    def _check_meta(self, meta: dict) -> None:
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"not a videojepa pretraining checkpoint (format={meta.get('format')!r})")
+        mine, theirs = self.cfg.to_dict(), meta["config"]
         changed = sorted(s for s in ("model", "predictor", "mask") if mine[s] != theirs[s])
         if changed:
             raise ValueError(f"cannot resume: the checkpoint's {', '.join(changed)} config differs from this run's")
-        self.model.encoder.load_state_dict(sd["encoder"], strict=True)
-        self.model.predictor.load_state_dict(sd["predictor"], strict=True)
-        self.model.target_encoder.load_state_dict(sd["target_encoder"], strict=True)
-        self.optimizer.load_state_dict(sd["optimizer"])
-        self.step = int(sd["step"])
-        data = sd.get("data", {})
+        self.step = int(meta["step"])
+        data = meta.get("data", {})
         self.data_ok, self.data_skipped = int(data.get("ok", 0)), int(data.get("skipped", 0))
         self.skipped_files = dict(data.get("skipped_files", {}))
 
+    def load_state(self, sd: dict) -> None:
+        """Load a consolidated state (from :meth:`state_dict`), strictly, into this run's wrapping."""
+        self._check_meta(sd)
+        msd = {f"{p}.{k}": v for p in self._PARTS for k, v in sd[p].items()}
+        set_state_dict(self.model, self.optimizer, model_state_dict=msd, optim_state_dict=sd["optimizer"],
+                       options=StateDictOptions(full_state_dict=True, strict=True))
+
+    def load_path(self, path: Path) -> None:
+        if path.is_dir():  # sharded (DCP) checkpoint: resharded onto this run's world size
+            msd, osd = get_state_dict(self.model, self.optimizer)
+            tpl, meta = load_sharded_checkpoint(path, {"model": msd, "optim": osd})
+            self._check_meta(meta)
+            set_state_dict(self.model, self.optimizer, model_state_dict=tpl["model"], optim_state_dict=tpl["optim"])
+        else:
+            self.load_state(load_checkpoint(path, map_location=self.device))
+
     def save(self) -> Path:
-        """Rank 0 writes one consolidated checkpoint (any world size can resume from it); all ranks wait."""
+        """Single process and DDP: rank 0 writes one consolidated file. FSDP: every rank writes its shards."""
+        keep = self.cfg.train.keep_checkpoints
+        if self.fsdp:
+            msd, osd = get_state_dict(self.model, self.optimizer)
+            return save_sharded_checkpoint({"model": msd, "optim": osd}, self._meta(), self.ckpt_dir, self.step, keep,
+                                           self.env)
         path = None
         if self.env.is_main:
-            path = save_checkpoint(self.state_dict(), self.ckpt_dir, self.step, keep=self.cfg.train.keep_checkpoints)
+            path = save_checkpoint(self.state_dict(), self.ckpt_dir, self.step, keep=keep)
         barrier(self.env)
         return path
 
@@ -213,6 +245,9 @@ class Pretrainer:
             grad_norm = self._clip(step)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
+            if self.fsdp:  # EMA on local shards: both models must be in their sharded state
+                m.encoder.reshard()
+                m.target_encoder.reshard()
             m.update_target(mom)
             self.step = step + 1
             last_loss, first_loss = acc_loss, first_loss if first_loss is not None else acc_loss
@@ -284,10 +319,11 @@ class Pretrainer:
     def _clip(self, step: int) -> float:
         c = self.cfg.optim
         if c.clip_grad is None or (c.clip_grad_after_warmup and step < c.warmup_steps):
-            norms = [p.grad.detach().float().norm() for mod in self.model.trainable() for p in mod.parameters() if p.grad is not None]
+            norms = [_full(p.grad.detach().float().norm()) for mod in self.model.trainable() for p in mod.parameters()
+                     if p.grad is not None]
             return torch.stack(norms).norm().item() if norms else 0.0
         # the reference clips encoder and predictor separately
-        n = [torch.nn.utils.clip_grad_norm_(mod.parameters(), c.clip_grad) for mod in self.model.trainable()]
+        n = [_full(torch.nn.utils.clip_grad_norm_(mod.parameters(), c.clip_grad)) for mod in self.model.trainable()]
         return torch.stack([x.float() for x in n]).norm().item()
 
     @staticmethod
@@ -314,3 +350,36 @@ class Pretrainer:
             "resumed_from": str(self.resumed_from) if self.resumed_from else None,
             "checkpoint": str(find_latest(self.ckpt_dir)) if find_latest(self.ckpt_dir) else None,
         }
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """One of our pretraining checkpoints, consolidated or sharded (DCP folder), as a consolidated dict
+    (``encoder`` / ``predictor`` / ``target_encoder`` state dicts, ``step``, ``config``...; no optimizer
+    for sharded ones). Reads a sharded checkpoint in a single process, whatever world size wrote it."""
+    path = Path(path)
+    if not path.is_dir():
+        return load_checkpoint(path)
+    import json
+
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    from .checkpoint import META, CheckpointError
+
+    if not (path / META).is_file():
+        raise CheckpointError(f"{path} is not a complete sharded checkpoint (no {META})")
+    meta = json.loads((path / META).read_text())
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a videojepa pretraining checkpoint (format={meta.get('format')!r})")
+    cfg = PretrainConfig.from_dict(meta["config"])
+    with torch.device("meta"):
+        model = JEPA(cfg.encoder_config(), cfg.predictor_config())
+    tpl = {"model": {k: torch.empty(v.shape, dtype=v.dtype) for k, v in get_model_state_dict(model).items()}}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process.*")
+        dcp.load(tpl, checkpoint_id=str(path))
+    parts = {p: {k[len(p) + 1:]: v for k, v in tpl["model"].items() if k.startswith(p + ".")}
+             for p in ("encoder", "predictor", "target_encoder")}
+    return {**meta, **parts}
