@@ -92,3 +92,10 @@ def test_fsdp_checkpoint_resumes_in_one_process_and_back(single, tmp_path):
     assert "step_00000002.dcp" in r.stderr
     _run(tmp_path, 2, 4, 4, "--parallel", "fsdp")  # consolidated -> sharded
     _close(_params_any(tmp_path, 4), _params(single, 4))
+
+
+def test_gradient_accumulation_across_ranks(tmp_path):
+    """2 ranks x batch 2 x 2 micro-batches == 1 process x batch 4 x 2 micro-batches (DDP no_sync on the first)."""
+    _run(tmp_path / "one", 1, 4, 2, "optim.grad_accum=2")
+    _run(tmp_path / "two", 2, 2, 2, "optim.grad_accum=2")
+    _close(_params(tmp_path / "two", 2), _params(tmp_path / "one", 2))

@@ -188,6 +188,16 @@ class Pretrainer:
                             num_workers=c.data.num_workers, pin_memory=c.data.pin_memory and self.device.type == "cuda",
                             rank=e.rank, world_size=e.world_size)
 
+    def _no_sync(self, last_micro: bool):
+        if self.env.distributed and not self.fsdp and not last_micro:
+            return self.train_model.no_sync()  # DDP: skip the all-reduce of this micro-batch's gradients
+        return contextlib.nullcontext()
+
+    def _grad_sync(self, last_micro: bool) -> None:
+        if self.fsdp and self.cfg.optim.grad_accum > 1:
+            for mod in self.model.trainable():
+                mod.set_requires_gradient_sync(last_micro)
+
     def _autocast(self):
         if self.dtype == torch.float32:
             return contextlib.nullcontext()
@@ -224,6 +234,10 @@ class Pretrainer:
             torch.manual_seed(derive_seed(c.train.seed, batch["step"], self.env.rank, "step"))  # drop path etc.
             clips = batch["clips"].to(self.device, non_blocking=True)
             masks = [(a.to(self.device), b.to(self.device)) for a, b in batch["masks"]]
+            last_micro = micro + 1 == accum
+            self._grad_sync(last_micro)  # accumulate locally; communicate once per optimizer step
+            sync_ctx = contextlib.ExitStack()
+            sync_ctx.enter_context(self._no_sync(last_micro))  # held through backward
             with self._autocast():
                 out = self.train_model(clips, masks, loss_exp=c.loss.loss_exp, reg_coeff=c.loss.reg_coeff,
                                        mask_token_by=c.train.mask_token_by)
@@ -234,6 +248,7 @@ class Pretrainer:
                     f"loss is {out.loss.item()} at step {step}; training stopped. The last good checkpoint is "
                     f"{last if last else '(none written yet)'}; lower optim.lr or set optim.clip_grad and resume.")
             (out.loss / accum).backward()
+            sync_ctx.close()
             acc_loss += out.loss.item() / accum
             acc_jepa += out.loss_jepa.item() / accum
             acc_reg += out.loss_reg.item() / accum
