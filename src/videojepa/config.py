@@ -139,6 +139,18 @@ class ModelSection:
 
 @dataclass(frozen=True)
 class DataSection:
+    """Clips for training. ``source: synthetic`` (default) renders the embedded dataset; ``source: files``
+    reads real videos from ``datasets`` (CSV indexes, folders, tar shards; see :mod:`videojepa.data.sources`),
+    mixed by ``datasets_weights`` when given.
+
+    Frames of a clip are spaced by ``frame_step`` (default 4 when none of the three is set), by a target
+    ``fps`` (read from timestamps), or spread over ``clip_duration`` seconds (``fps = num_frames /
+    clip_duration``). ``num_clips``: clips per video (training: each from its own part of the video;
+    evaluation: the segments). ``short_video``: ``loop``, ``pad`` (repeat the last frame) or ``skip``.
+    ``eval_*``: the evaluation views (see :mod:`videojepa.data.transforms`); ``eval_on_error``:
+    ``raise`` (an unreadable file stops the evaluation, naming it) or ``report`` (it is listed and excluded).
+    """
+
     source: str = "synthetic"
     num_frames: int = 16
     crop_size: int | tuple[int, int] = (64, 64)
@@ -146,13 +158,22 @@ class DataSection:
     num_workers: int = 0
     pin_memory: bool = False
     synthetic: dict = field(default_factory=dict)
-    # file-based sources (video pipeline): kept so official configs translate without loss
+    # file-based sources (video pipeline)
     datasets: list[str] = field(default_factory=list)
     datasets_weights: list[float] | None = None
     frame_step: int | None = None
     fps: float | None = None
+    clip_duration: float | None = None
+    num_clips: int = 1
+    short_video: str = "pad"
     random_resize_scale: tuple[float, float] = (0.3, 1.0)
     random_resize_aspect_ratio: tuple[float, float] = (0.75, 1.35)
+    horizontal_flip: bool = True
+    frame_folder_fps: float = 30.0
+    decode_threads: int = 1
+    eval_views: int = 1
+    eval_short_side: int | None = None
+    eval_on_error: str = "raise"
     max_failure_rate: float = 0.1  # stop training when more than this fraction of samples cannot be read
 
     def __post_init__(self) -> None:
@@ -160,13 +181,55 @@ class DataSection:
             raise ConfigError(f"data.max_failure_rate must be in [0, 1], got {self.max_failure_rate}")
         if isinstance(self.crop_size, int):
             object.__setattr__(self, "crop_size", (self.crop_size, self.crop_size))
+        if any(c < 1 for c in self.crop_size):
+            raise ConfigError(f"data.crop_size must be positive, got {self.crop_size}")
         if self.source not in ("synthetic", "files"):
             raise ConfigError(f"data.source must be 'synthetic' or 'files', got {self.source!r}")
-        for k in ("num_frames", "batch_size"):
+        for k in ("num_frames", "batch_size", "num_clips", "eval_views", "decode_threads"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"data.{k} must be >= 1, got {getattr(self, k)}")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        spacing = [k for k in ("frame_step", "fps", "clip_duration") if getattr(self, k) is not None]
+        if len(spacing) > 1:
+            raise ConfigError(f"data: set at most one of frame_step, fps and clip_duration (got {', '.join(spacing)})")
+        if self.frame_step is not None and self.frame_step < 1:
+            raise ConfigError(f"data.frame_step must be >= 1, got {self.frame_step}")
+        for k in ("fps", "clip_duration", "frame_folder_fps"):
+            v = getattr(self, k)
+            if v is not None and not (v > 0 and v != float("inf")):
+                raise ConfigError(f"data.{k} must be a number > 0, got {v}")
+        if self.short_video not in ("loop", "pad", "skip"):
+            raise ConfigError(f"data.short_video must be 'loop', 'pad' or 'skip', got {self.short_video!r}")
+        if self.eval_on_error not in ("raise", "report"):
+            raise ConfigError(f"data.eval_on_error must be 'raise' or 'report', got {self.eval_on_error!r}")
+        if self.eval_short_side is not None and self.eval_short_side < 1:
+            raise ConfigError(f"data.eval_short_side must be >= 1, got {self.eval_short_side}")
+        lo, hi = self.random_resize_scale
+        if not 0 < lo <= hi <= 1:
+            raise ConfigError(f"data.random_resize_scale must satisfy 0 < low <= high <= 1, got {[lo, hi]}")
+        lo, hi = self.random_resize_aspect_ratio
+        if not 0 < lo <= hi:
+            raise ConfigError(f"data.random_resize_aspect_ratio must satisfy 0 < low <= high, got {[lo, hi]}")
+        if self.datasets_weights is not None:
+            w = self.datasets_weights
+            if len(w) != len(self.datasets):
+                raise ConfigError(f"data.datasets_weights has {len(w)} weights for {len(self.datasets)} datasets")
+            if any(x < 0 for x in w) or not sum(w) > 0:
+                raise ConfigError(f"data.datasets_weights must be >= 0 with a positive sum, got {list(w)}")
+        if self.source == "files" and not self.datasets:
+            raise ConfigError("data.source=files needs data.datasets: a list of CSV indexes, folders or tar shards "
+                              "(e.g. data.datasets=[/data/train.csv])")
+
+    def clip_sampling(self):
+        """The :class:`~videojepa.data.sampling.ClipSampling` these settings describe."""
+        from .data.sampling import ClipSampling
+
+        fps = self.fps if self.fps is not None else (
+            self.num_frames / self.clip_duration if self.clip_duration is not None else None)
+        step = None if fps is not None else (self.frame_step if self.frame_step is not None else 4)
+        return ClipSampling(self.num_frames, frame_step=step, fps=fps, num_clips=self.num_clips,
+                            short_video=self.short_video)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ _OFFICIAL_SECTIONS = {"meta", "optimization", "data_aug", "logging"}
 _IGNORED_TOP = {"app", "nodes", "tasks_per_node", "cpus_per_task", "mem_per_gpu", "folder"}
 _IGNORED = {
     "meta": {"load_checkpoint", "read_checkpoint", "eval_freq", "use_sdpa", "save_every_freq", "skip_batches", "sync_gc"},
-    "data": {"dataset_type", "decode_one_clip", "pin_mem", "num_workers", "persistent_workers", "filter_short_videos",
-             "clip_duration", "num_clips", "log_resource_utilization", "mask_type"},
+    "data": {"dataset_type", "decode_one_clip", "pin_mem", "num_workers", "persistent_workers",
+             "log_resource_utilization", "mask_type"},
     "data_aug": {"auto_augment", "motion_shift", "reprob"},
     "model": {"use_mask_tokens", "use_sdpa", "compile_model", "use_silu", "use_pred_silu", "wide_silu"},
     "logging": {"folder", "write_tag"},
@@ -32,7 +32,7 @@ _IGNORED = {
 _KNOWN = {
     "meta": {"seed", "dtype"},
     "data": {"datasets", "datasets_weights", "batch_size", "num_frames", "dataset_fpcs", "tubelet_size", "sampling_rate",
-             "fps", "crop_size", "patch_size"},
+             "fps", "crop_size", "patch_size", "num_clips", "filter_short_videos", "clip_duration"},
     "data_aug": {"random_resize_scale", "random_resize_aspect_ratio"},
     "model": {"model_name", "pred_depth", "pred_embed_dim", "pred_num_heads", "uniform_power", "use_rope",
               "use_activation_checkpointing", "zero_init_mask_tokens"},
@@ -141,7 +141,11 @@ def translate_official(d: dict, src: str = "config") -> tuple[dict, list[str]]:
             "source": "files", "num_frames": num_frames, "crop_size": data.get("crop_size", 224),
             "batch_size": data["batch_size"], "datasets": list(data.get("datasets") or []),
             "datasets_weights": data.get("datasets_weights"),
-            "frame_step": data.get("sampling_rate") if not v2 else None, "fps": data.get("fps"),
+            "frame_step": (data.get("sampling_rate") if not v2 else None) if data.get("clip_duration") is None else None,
+            "fps": data.get("fps"), "clip_duration": data.get("clip_duration") if not data.get("fps") else None,
+            "num_clips": data.get("num_clips", 1),
+            # the reference skips (and replaces) videos shorter than a clip when filter_short_videos is set
+            "short_video": "skip" if data.get("filter_short_videos") else "pad",
             "random_resize_scale": aug.get("random_resize_scale", [0.3, 1.0]),
             "random_resize_aspect_ratio": aug.get("random_resize_aspect_ratio", [0.75, 4 / 3]),
         },
