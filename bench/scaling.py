@@ -2,8 +2,8 @@
 
 The script re-launches itself under ``torchrun`` for each configuration and prints one table:
 global clips/s, clips/s per rank, the speed-up against one process, and peak memory per rank
-(CUDA: ``max_memory_allocated``; CPU: the growth of the peak resident set of rank 0 over the timed
-steps). Each rank steps on its own batch of random clips with real multi-block masks, so decoding
+(CUDA: ``max_memory_allocated``; CPU: the peak resident set of rank 0, Python and libraries
+included). Each rank steps on its own batch of random clips with real multi-block masks, so decoding
 is not measured. On a CPU box, N processes share the same cores: the table then shows the cost of
 gloo communication and core sharing, not a speed-up.
 
@@ -61,7 +61,6 @@ def worker(a) -> None:
     if env.device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     all_reduce(torch.zeros(1), env)  # start together
     t = time.perf_counter()
     for i in range(a.steps):
@@ -70,7 +69,7 @@ def worker(a) -> None:
         torch.cuda.synchronize()
     dt = all_reduce(torch.tensor([time.perf_counter() - t]), env, "max").item()
     mem = (torch.cuda.max_memory_allocated() / 2**20 if env.device.type == "cuda"
-           else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0)
+           else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if env.is_main:
         print("RESULT " + json.dumps({"world": env.world_size, "clips_s": a.steps * a.batch * env.world_size / dt,
                                       "mem_mib": mem, "device": str(env.device)}), flush=True)
