@@ -303,14 +303,30 @@ class OptimSection:
             raise ConfigError("optim.warmup_steps and optim.cooldown_steps must be >= 0")
 
 
+OBJECTIVES = ("vjepa", "videomae", "maskfeat")
+
+
 @dataclass(frozen=True)
 class LossSection:
+    """``objective``: ``vjepa`` (latent prediction of the EMA target), or the pixel-space baselines
+    ``videomae`` (per-patch normalised pixels of the hidden tubelets) and ``maskfeat`` (HOG of the
+    hidden tubelets), which share encoder, data, masks, schedules and checkpoints; their
+    ``predictor`` section describes the light decoder."""
+
+    objective: str = "vjepa"
     loss_exp: float = 1.0
     reg_coeff: float = 0.0
+    norm_pix: bool = True
+    hog_bins: int = 9
+    hog_cell: int = 8
 
     def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"loss.objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.loss_exp <= 0:
             raise ConfigError(f"loss.loss_exp must be > 0, got {self.loss_exp}")
+        if self.hog_bins < 2 or self.hog_cell < 1:
+            raise ConfigError(f"loss.hog_bins must be >= 2 and loss.hog_cell >= 1, got {self.hog_bins}, {self.hog_cell}")
 
 
 DTYPES = ("auto", "float32", "bfloat16")

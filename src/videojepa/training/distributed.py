@@ -108,6 +108,8 @@ def wrap_fsdp(model: nn.Module, env: DistEnv, param_dtype: torch.dtype | None = 
         for blk in blocks:
             fully_shard(blk, mesh=mesh, mp_policy=mp)
         fully_shard(mod, mesh=mesh, mp_policy=mp)
+    if isinstance(getattr(model, "head", None), nn.Module):  # reconstruction baselines' output layer
+        fully_shard(model.head, mesh=mesh, mp_policy=mp)
     return model
 
 

@@ -27,6 +27,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from .checkpoint import find_latest, load_checkpoint, load_sharded_checkpoint, save_checkpoint, save_sharded_checkpoint
 from .distributed import DistEnv, all_reduce, barrier, init_distributed, wrap_ddp, wrap_fsdp
 from .jepa import JEPA
+from .objectives import build_objective
 from .losses import feature_stats
 from .metrics import MetricsLog, plot_metrics
 from .optim import build_optimizer, set_lr_wd
@@ -97,7 +98,7 @@ class Pretrainer:
         enc_cfg, pred_cfg = cfg.encoder_config(), cfg.predictor_config()
         with torch.random.fork_rng(devices=[]):  # init from the run seed without touching the caller's RNG
             torch.manual_seed(derive_seed(cfg.train.seed, "init"))
-            self.model = JEPA(enc_cfg, pred_cfg).to(self.device)
+            self.model = build_objective(cfg).to(self.device)
         if parallel not in ("ddp", "fsdp"):
             raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {parallel!r}")
         self.fsdp = parallel == "fsdp" and self.env.distributed
@@ -121,7 +122,9 @@ class Pretrainer:
                 self.resumed_from = path
 
     # ------------------------------------------------------------------ state
-    _PARTS = ("encoder", "predictor", "target_encoder")
+    @property
+    def _PARTS(self) -> tuple[str, ...]:
+        return ("encoder", "predictor", "target_encoder") + (("head",) if hasattr(self.model, "head") else ())
 
     def _meta(self) -> dict:
         return {"format": CHECKPOINT_FORMAT, "step": self.step, "config": self.cfg.to_dict(),
@@ -388,7 +391,7 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: not a videojepa pretraining checkpoint (format={meta.get('format')!r})")
     cfg = PretrainConfig.from_dict(meta["config"])
     with torch.device("meta"):
-        model = JEPA(cfg.encoder_config(), cfg.predictor_config())
+        model = build_objective(cfg)
     tpl = {"model": {k: torch.empty(v.shape, dtype=v.dtype) for k, v in get_model_state_dict(model).items()}}
     import warnings
 
@@ -396,5 +399,5 @@ def read_checkpoint(path: str | Path) -> dict:
         warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process.*")
         dcp.load(tpl, checkpoint_id=str(path))
     parts = {p: {k[len(p) + 1:]: v for k, v in tpl["model"].items() if k.startswith(p + ".")}
-             for p in ("encoder", "predictor", "target_encoder")}
+             for p in ("encoder", "predictor", "target_encoder", "head") if hasattr(model, p)}
     return {**meta, **parts}
