@@ -43,6 +43,8 @@ def test_seek_converts_only_the_wanted_frames(media, monkeypatch):
     out = read_frames(media.h264, [k + 1, k + 3, k + 1], info=info)
     assert out.shape == (3, 48, 64, 3) and np.array_equal(out[0], out[2])
     assert len(converted) == 2 and not seq
+    # the decoder started at that keyframe and stopped at the last wanted frame
+    assert D.LAST_READ == {"seek_pts": int(info.pts[k]), "decoded": 4}
 
 
 def test_probe_reports_rate_duration_size_codec(media):

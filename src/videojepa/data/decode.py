@@ -94,7 +94,7 @@ class VideoInfo:
     rates are exact); ``duration``: from the first frame to the end of the last one; ``fps``: the
     average rate ``num_frames / duration``; ``width``/``height``: as coded (frames are returned as displayed:
     a rotation stored in the file is applied, ``rotation`` says which, when known).
-    ``pts``/``keyframes``/``seek_ts`` drive :func:`read_frames`.
+    ``pts`` and ``keyframes`` (frame indices) drive :func:`read_frames`.
     """
 
     path: str
@@ -107,7 +107,6 @@ class VideoInfo:
     times: np.ndarray = field(repr=False)
     pts: np.ndarray | None = field(repr=False, default=None)  # stream pts of frame i (sorted), None if unknown
     keyframes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))  # frame indices
-    seek_ts: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))  # per keyframe
     rotation: int = 0
 
     def summary(self) -> dict:
@@ -159,9 +158,7 @@ def probe(src, *, name: str | None = None) -> VideoInfo:
         frame_of_packet[order] = np.arange(n)
         kidx = np.flatnonzero(np.asarray(keys))
         keyframes = frame_of_packet[kidx]
-        seek = np.minimum(p[kidx], np.asarray(dts, dtype=np.int64)[kidx])
-        o = np.argsort(keyframes, kind="stable")
-        keyframes, seek = keyframes[o], seek[o]
+        keyframes = np.sort(keyframes)
         diffs = np.diff(times)
         last = durs[order[-1]] * tb if durs[order[-1]] else (float(np.median(diffs)) if n > 1 else (1 / rate if rate else 0.0))
         duration = float(times[-1] + last)
@@ -170,9 +167,9 @@ def probe(src, *, name: str | None = None) -> VideoInfo:
         fps0 = rate if rate > 0 else 25.0
         times = np.arange(n, dtype=np.float64) / fps0
         duration, pts_arr = n / fps0, None
-        keyframes, seek = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        keyframes = np.zeros(0, np.int64)
     fps = n / duration if duration > 0 else (rate or 0.0)
-    return VideoInfo(name, n, fps, duration, width, height, codec, times, pts_arr, keyframes, seek)
+    return VideoInfo(name, n, fps, duration, width, height, codec, times, pts_arr, keyframes)
 
 
 def _rotate(img: np.ndarray, rotation: int) -> np.ndarray:
@@ -228,25 +225,40 @@ def _decoder(container, threads: int):
     return stream
 
 
+LAST_READ: dict = {}  # where the last seek-based read started and how many frames it decoded (tests, benchmarks)
+
+
 def _read_by_seek(src, info: VideoInfo, wanted: np.ndarray, threads: int) -> tuple[dict, str | None]:
+    """Seek to the keyframe at or before the first wanted frame (its pts: the demuxers' seek tables
+    are searched by presentation time; mp4's would pick the previous keyframe for its dts), decode to
+    the last wanted frame. If the seek landed after the first wanted frame, retry from the keyframe
+    before; a result with missing frames makes :func:`read_frames` decode sequentially."""
+    first = int(wanted[0])
+    k = int(np.searchsorted(info.keyframes, first, side="right")) - 1
+    for _ in range(2):
+        start = None if k < 0 or info.keyframes[k] == 0 else int(info.pts[info.keyframes[k]])  # None: no seek
+        got, err, late = _decode_from(src, info, wanted, threads, start)
+        if not late or start is None:
+            return got, err
+        k -= 1
+    return {}, None
+
+
+def _decode_from(src, info: VideoInfo, wanted: np.ndarray, threads: int, seek_pts: int | None):
     import av
 
-    first, last = int(wanted[0]), int(wanted[-1])
-    k = int(np.searchsorted(info.keyframes, first, side="right")) - 1
     pts = info.pts
     want_pts = {int(pts[i]): int(i) for i in wanted}
-    stop_pts = int(pts[last])
+    first_pts, stop_pts = int(pts[int(wanted[0])]), int(pts[int(wanted[-1])])
     got: dict[int, np.ndarray] = {}
     err = None
     container = _open(src)
     try:
         stream = _decoder(container, threads)
-        if k >= 0 and info.keyframes[k] > 0:
-            container.seek(int(info.seek_ts[k]), backward=True, any_frame=False, stream=stream)
-        elif k < 0:
-            return got, None  # no keyframe before the first wanted frame: decode from the start
+        if seek_pts is not None:
+            container.seek(seek_pts, backward=True, any_frame=False, stream=stream)
         first_seen = None
-        done = False
+        LAST_READ.update(seek_pts=seek_pts, decoded=0)
         for pkt in container.demux(stream):
             try:
                 frames = pkt.decode()
@@ -254,26 +266,24 @@ def _read_by_seek(src, info: VideoInfo, wanted: np.ndarray, threads: int) -> tup
                 err = _ffmpeg_msg(e)
                 continue
             for fr in frames:
+                LAST_READ["decoded"] += 1
                 p = fr.pts
                 if p is None:
-                    return {}, None
+                    return {}, None, False
                 if first_seen is None:
                     first_seen = p
-                    if p > int(pts[first]):
-                        return {}, None  # the seek landed after the first wanted frame
+                    if p > first_pts:
+                        return {}, None, True  # landed after the first wanted frame
                 i = want_pts.get(int(p))
                 if i is not None:
                     got[i] = _to_rgb(fr)
                 if p >= stop_pts:
-                    done = True
-                    break
-            if done:
-                break
+                    return got, err, False
     except av.FFmpegError as e:
         err = _ffmpeg_msg(e)
     finally:
         container.close()
-    return got, err
+    return got, err, False
 
 
 def _read_sequential(src, wanted: set[int], threads: int, name: str) -> tuple[dict, str | None]:
