@@ -153,3 +153,14 @@ def test_webdataset_stream_batches_in_step_order_and_resumes(media, tmp_path):
             assert torch.equal(x["clips"], y["clips"])
     w = list(build_loader(mk(), coll, start_step=1, **{**kw, "num_workers": 2, "max_steps": 4}))
     assert [x["step"] for x in w] == [1, 2, 3]
+
+
+def test_step_dataset_passes_the_step_to_the_base_dataset(media):
+    from videojepa.data.loader import StepDataset
+    from videojepa.data.transforms import normalize
+
+    ds = VideoDataset(entries(media.h264), reader(), seed=0)
+    item = StepDataset(ds)[(5, 0)]
+    assert item["step"] == 5 and torch.equal(item["clip"], normalize(ds.getitem(0, 5)["clip"]))
+    skipped = StepDataset(VideoDataset(entries(media.missing), reader()))[(7, 0)]
+    assert isinstance(skipped, SkippedSample) and skipped.step == 7
