@@ -44,7 +44,20 @@ def test_seek_converts_only_the_wanted_frames(media, monkeypatch):
     assert out.shape == (3, 48, 64, 3) and np.array_equal(out[0], out[2])
     assert len(converted) == 2 and not seq
     # the decoder started at that keyframe and stopped at the last wanted frame
-    assert D.LAST_READ == {"seek_pts": int(info.pts[k]), "decoded": 4}
+    assert D.LAST_READ["seek_pts"] == int(info.pts[k])
+    assert D.LAST_READ["decoded"] + D.LAST_READ["skipped"] == 4
+
+
+@pytest.mark.parametrize("name", ["h264", "mpeg4"])
+def test_unwanted_non_reference_frames_are_not_decoded(media, name):
+    path = getattr(media, name)
+    info, ref = probe(path), read_all_frames(path)
+    skipped = 0
+    for start in range(0, info.num_frames - 13):
+        idx = np.arange(start, start + 13, 4)
+        assert np.array_equal(read_frames(path, idx, info=info), ref[idx])
+        skipped += D.LAST_READ["skipped"]
+    assert skipped > 0  # B-frames between the wanted frames were left out, and the frames are still exact
 
 
 def test_probe_reports_rate_duration_size_codec(media):

@@ -4,13 +4,14 @@ Frame ``i`` of a video is the ``i``-th frame, in presentation order, of a full s
 its first video stream. :func:`probe` lists the presentation timestamps of every frame by reading
 the packets (no decoding) and notes where the keyframes are; :func:`read_frames` then seeks to the
 keyframe at or before the first wanted frame, decodes forward only as far as the last wanted frame
-and converts only the wanted frames to RGB. It checks that it met every wanted timestamp; if the
+(leaving out of the decoder the unwanted frames that no other frame references: H.264
+non-reference pictures, MPEG-4 part 2 B-frames) and converts only the wanted frames to RGB. It checks that it met every wanted timestamp; if the
 demuxer or the decoder did anything unexpected after the seek (open GOPs, odd timestamps) it
 decodes the file again from the start, counting frames, so the result is exact either way.
 
 Every failure is a :class:`DecodeError` whose message names the file and says what went wrong
-("no video stream (audio only?)", "file is empty", "truncated", "frames 40..47 could not be
-decoded" ...). Decoders use one thread each (``threads=1``): parallelism comes from DataLoader
+("no video stream (audio only)", "file is empty (0 bytes)", "not a readable media file", "2 of the
+16 wanted frames (frames 40, 44) could not be decoded" ...). Decoders use one thread each (``threads=1``): parallelism comes from DataLoader
 workers, and frame threading would only add latency after every seek.
 """
 from __future__ import annotations
@@ -244,6 +245,52 @@ def _read_by_seek(src, info: VideoInfo, wanted: np.ndarray, threads: int) -> tup
     return {}, None
 
 
+def _nal_units(data: bytes, length_size: int | None):
+    """H.264 NAL unit header bytes of one packet (length-prefixed ``avcC`` or Annex B start codes)."""
+    if length_size:
+        i, n = 0, len(data)
+        while i + length_size < n:
+            size = int.from_bytes(data[i:i + length_size], "big")
+            if size <= 0:
+                return
+            yield data[i + length_size]
+            i += length_size + size
+        return
+    i = data.find(b"\x00\x00\x01")
+    while 0 <= i < len(data) - 3:
+        yield data[i + 3]
+        i = data.find(b"\x00\x00\x01", i + 3)
+
+
+def _disposable(codec: str, data: bytes, length_size: int | None) -> bool:
+    """True when the packet holds only pictures that no other picture references (H.264 slices with
+    ``nal_ref_idc == 0``, MPEG-4 part 2 B-VOPs): such a packet can be left out of the decoder when its
+    frame is not wanted (what FFmpeg's ``skip_frame=nonref`` does, but only for unwanted frames)."""
+    if codec == "h264":
+        slices = [b for b in _nal_units(data, length_size) if (b & 0x1F) in (1, 5)]
+        return bool(slices) and all((b >> 5) & 3 == 0 for b in slices)
+    if codec == "mpeg4":
+        types, i = [], data.find(b"\x00\x00\x01\xb6")
+        while 0 <= i < len(data) - 4:
+            types.append(data[i + 4] >> 6)
+            i = data.find(b"\x00\x00\x01\xb6", i + 4)
+        return bool(types) and all(t == 2 for t in types)
+    return False
+
+
+def _skipper(stream):
+    """A predicate telling which packets may be left undecoded, or None for codecs we do not parse."""
+    cc = stream.codec_context
+    codec = cc.name if cc is not None else ""
+    if codec == "mpeg4":
+        return lambda data: _disposable("mpeg4", data, None)
+    if codec == "h264":
+        extra = bytes(cc.extradata or b"")
+        length_size = (extra[4] & 3) + 1 if len(extra) > 4 and extra[0] == 1 else None  # avcC, else Annex B
+        return lambda data: _disposable("h264", data, length_size)
+    return None
+
+
 def _decode_from(src, info: VideoInfo, wanted: np.ndarray, threads: int, seek_pts: int | None):
     import av
 
@@ -258,8 +305,13 @@ def _decode_from(src, info: VideoInfo, wanted: np.ndarray, threads: int, seek_pt
         if seek_pts is not None:
             container.seek(seek_pts, backward=True, any_frame=False, stream=stream)
         first_seen = None
-        LAST_READ.update(seek_pts=seek_pts, decoded=0)
+        skippable = _skipper(stream)
+        LAST_READ.update(seek_pts=seek_pts, decoded=0, skipped=0)
         for pkt in container.demux(stream):
+            if (skippable is not None and pkt.size and pkt.pts is not None and int(pkt.pts) not in want_pts
+                    and int(pkt.pts) < stop_pts and skippable(bytes(pkt))):
+                LAST_READ["skipped"] += 1
+                continue
             try:
                 frames = pkt.decode()
             except av.FFmpegError as e:
