@@ -5,36 +5,32 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from .models.predictor import Predictor
 from .models.registry import create_model, list_models
-from .models.vit import VisionTransformer
 
 __all__ = ["list_models", "create_model", "load", "PARTS"]
 
-PARTS = ("encoder", "target_encoder", "predictor")
+PARTS = ("encoder", "target_encoder", "predictor", "probe")
 
 
-def load(path: str | Path, part: str = "target_encoder", map_location="cpu") -> nn.Module:
-    """A model from one of our pretraining checkpoints, loaded strictly, in eval mode.
+def load(path_or_name: str | Path, part: str | None = None, *, config=None, map_location="cpu",
+         download: bool | None = None) -> nn.Module:
+    """A model from a weights file or a published model name, loaded strictly, in eval mode.
 
-    ``part``: ``target_encoder`` (the EMA encoder, what V-JEPA evaluates; default), ``encoder`` or
-    ``predictor``. Other formats (official V-JEPA files, HuggingFace folders) are not read here.
+    ``path_or_name``: one of our pretraining checkpoints (``runs/.../step_*.pt``), our exchange format
+    (``model.safetensors`` + ``config.json``), an official V-JEPA 1 ``.pth.tar`` / V-JEPA 2 ``.pt`` file or
+    attentive-probe checkpoint, a HuggingFace V-JEPA 2 folder, or a published name (``videojepa weights list``;
+    fetched from the cache, downloaded there when allowed).
+
+    ``part``: ``target_encoder`` (the EMA encoder, which the published probes were trained on), ``encoder``,
+    ``predictor`` or ``probe``. Default: the probe of a probe file, else the encoder the source was evaluated
+    with (``target_encoder`` when present). ``config``: architecture facts the file cannot tell (e.g.
+    ``{"encoder": {"num_heads": 16}}``); facts it can tell are checked against it.
+
+    The module carries ``pretrained_cfg`` (source, format, preprocessing, notes, keys dropped on purpose).
     """
-    from .config import PretrainConfig
-    from .training.checkpoint import load_checkpoint
-    from .training.trainer import CHECKPOINT_FORMAT
+    from .interop.weights import read_weights
 
-    if part not in PARTS:
+    if part is not None and part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
-    sd = load_checkpoint(path, map_location=map_location)
-    if not isinstance(sd, dict) or sd.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a videojepa pretraining checkpoint (no format tag {CHECKPOINT_FORMAT!r})")
-    cfg = PretrainConfig.from_dict(sd["config"])
-    enc_cfg = cfg.encoder_config()
-    if part == "predictor":
-        model: nn.Module = Predictor(cfg.predictor_config(), enc_cfg.embed_dim, enc_cfg.grid, enc_cfg.pos_embed,
-                                     enc_cfg.rope_variant)
-    else:
-        model = VisionTransformer(enc_cfg)
-    model.load_state_dict(sd[part], strict=True)
-    return model.eval()
+    w = read_weights(path_or_name, config=config, map_location=map_location, download=download)
+    return w.build(part)
