@@ -5,16 +5,11 @@ import torch
 import videojepa
 from videojepa.interop.official import DROPPED_ON_PURPOSE, read_pretrain
 from videojepa.interop.weights import WeightsError, read_weights
-from videojepa.masks.ops import apply_masks
 from videojepa.models.predictor import Predictor, PredictorConfig
 from videojepa.models.vit import EncoderConfig, VisionTransformer
 from videojepa.models.pos_embed import sincos_3d
 
 X = torch.randn(2, 3, 4, 16, 16, generator=torch.Generator().manual_seed(0))  # 32 tokens of a (2, 4, 4) grid
-
-
-def _max_diff(a, b):
-    return (a - b).abs().max().item()
 
 
 def test_vjepa1_pth_tar_loads_strictly_and_matches(tmp_path, layouts):
