@@ -22,6 +22,8 @@ def test_official_index_format_and_variants(tmp_path):
     (tmp_path / "spaces.csv").write_text("/my videos/a clip.mp4 2\n\n# comment\n/x/img.jpg 1\n/x/frames_dir 0\n")
     assert read_index(tmp_path / "spaces.csv") == [Entry("/my videos/a clip.mp4", 2, "video"),
                                                    Entry("/x/img.jpg", 1, "image"), Entry("/x/frames_dir", 0, "auto")]
+    (tmp_path / "odd.csv").write_text("/v/a,b.mp4 3\n/v/my clip.mp4,1\n")  # a comma or a blank inside a path
+    assert [(e.path, e.label) for e in read_index(tmp_path / "odd.csv")] == [("/v/a,b.mp4", 3), ("/v/my clip.mp4", 1)]
     (tmp_path / "nolabel.txt").write_text("a.mp4\nb.mp4\n")
     assert [e.label for e in read_index(tmp_path / "nolabel.txt")] == [None, None]
     np.save(tmp_path / "paths.npy", np.array(["/v/a.mp4", "/v/b.mp4"]))

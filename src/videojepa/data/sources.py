@@ -98,23 +98,28 @@ def _int_or_none(s: str):
 
 
 def _split_row(line: str) -> tuple[str, str | None]:
-    """(path, label text or None) of one index line."""
+    """(path, label text or None) of one index line: the first of ``::``, tab, comma and blank
+    separators whose last field is an integer wins (so paths may hold spaces or commas)."""
+    line = line.strip()
+    candidates = []
     if "::" in line:
-        p, lab = line.rsplit("::", 1)
-        return p.strip(), lab.strip()
+        candidates.append(line.rsplit("::", 1))
     if "\t" in line:
-        p, lab = line.rsplit("\t", 1)
-        return p.strip(), lab.strip()
+        candidates.append(line.rsplit("\t", 1))
     if "," in line:
         row = next(csv.reader(io.StringIO(line)))
         if len(row) >= 2:
-            return ",".join(row[:-1]).strip(), row[-1].strip()
+            candidates.append([",".join(row[:-1]), row[-1]])
     parts = line.rsplit(None, 1)
-    if len(parts) == 2 and _int_or_none(parts[1]) is not None:
-        return parts[0], parts[1]
-    if len(parts) == 2 and not os.path.splitext(parts[1])[1] and os.path.splitext(parts[0])[1]:
-        return parts[0], parts[1]  # "video.mp4 label" with a non-integer label: reported below
-    return line.strip(), None
+    if len(parts) == 2:
+        candidates.append(parts)
+    for p, lab in candidates:
+        if _int_or_none(lab) is not None:
+            return p.strip(), lab.strip()
+    for p, lab in candidates:  # "video.mp4 dog": a label that is not an integer (reported by the caller)
+        if os.path.splitext(p.strip())[1] and not os.path.splitext(lab.strip())[1]:
+            return p.strip(), lab.strip()
+    return line, None
 
 
 _HEADER_WORDS = {"path", "paths", "file", "filename", "filepath", "video", "videos", "video_path", "label", "labels",
