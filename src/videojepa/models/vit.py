@@ -144,6 +144,13 @@ class VisionTransformer(nn.Module):
     def embed_dim(self) -> int:
         return self.cfg.embed_dim
 
+    def embed(self, clips: torch.Tensor, pool="mean", layers=None, **kw):
+        """Frozen features: tokens (``pool="none"``) or pooled (``"mean"``), from the last or chosen layers,
+        optionally over sliding windows, under ``torch.inference_mode``. See :func:`videojepa.evaluation.embed`."""
+        from ..evaluation.features import embed
+
+        return embed(self, clips, pool=pool, layers=layers, **kw)
+
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         """Accept ``[B, C, H, W]`` images and clips shorter than a tubelet (frames are repeated)."""
         if x.ndim == 4:

@@ -1,0 +1,96 @@
+"""videojepa embed / probe / classify end to end on a 2-step cpu_test run and the synthetic dataset."""
+import json
+
+import pytest
+import torch
+
+from videojepa.cli import main
+from videojepa.evaluation.store import load_features
+
+
+def test_help_has_examples(capsys):
+    for cmd in ("embed", "probe", "classify"):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert "examples:" in out and f"videojepa {cmd}" in out
+
+
+def test_embed_is_resumable(run_checkpoint, tmp_path, capsys):
+    args = ["embed", "synthetic:val:10", "--checkpoint", run_checkpoint, "--shard-size", "4", "--no-progress"]
+    assert main(args + ["--out", str(tmp_path / "full")]) == 0
+    part = tmp_path / "part"
+    assert main(args + ["--out", str(part), "--max-shards", "1"]) == 0  # "interrupted" after one shard
+    assert "run the same command again" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="incomplete"):
+        load_features(part)
+    idx = json.loads((part / "index.json").read_text())
+    assert list(idx["shards"]) == ["0"] and not idx["complete"]
+    assert main(args + ["--out", str(part)]) == 0
+    assert "resuming: 4 of 10" in capsys.readouterr().err
+    a, b = load_features(tmp_path / "full"), load_features(part)
+    assert a.features.shape == (10, 32) and torch.allclose(a.features, b.features, atol=1e-6)
+    assert torch.equal(a.labels, b.labels) and a.indices.tolist() == list(range(10))
+    assert main(args + ["--out", str(part)]) == 0 and "nothing to do" in capsys.readouterr().out
+    assert main(args + ["--out", str(part), "--pool", "none"]) == 2  # other settings in the same folder
+    assert "pool" in capsys.readouterr().err
+
+
+def test_embed_windows_npy(run_checkpoint, tmp_path):
+    out = tmp_path / "w"
+    assert main(["embed", "synthetic:val:3", "--checkpoint", run_checkpoint, "--out", str(out), "--window", "4",
+                 "--stride", "2", "--video-frames", "8", "--format", "npy", "--no-progress"]) == 0
+    assert (out / "shard_00000.window_features.npy").is_file()
+    w = load_features(out, windows=True)
+    assert w.features.shape == (9, 32) and w.meta["window_start"].tolist() == [0, 2, 4] * 3
+    assert load_features(out).features.shape == (3, 32)
+
+
+def test_probe_then_classify(run_checkpoint, tmp_path, capsys):
+    out = tmp_path / "probe_run"
+    assert main(["probe", "--train", "synthetic:train:40", "--val", "synthetic:val:20", "--checkpoint", run_checkpoint,
+                 "--out", str(out), "--epochs", "2", "--lrs", "1e-3", "3e-3", "--wds", "0.01", "--label-fraction",
+                 "0.5", "1", "--seeds", "2", "--no-progress"]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert [f["label_fraction"] for f in r["fractions"]] == [0.5, 1.0]
+    f = r["fractions"][0]
+    assert set(f["top1"]) == {"mean", "std", "n"} and f["top1"]["n"] == 2 and len(f["runs"]) == 2
+    assert len(f["runs"][0]["grid"]) == 2 and f["best_hparams"]["lr"] in (1e-3, 3e-3)
+    assert f["n_train"][0] < r["fractions"][1]["n_train"][0] == 40
+    assert r["best"]["label_fraction"] == 1.0 and r["num_classes"] == 14
+    assert (out / "confusion.png").is_file() and (out / "probe" / "model.safetensors").is_file()
+    cfg = json.loads((out / "probe" / "config.json").read_text())
+    assert cfg["evaluation"]["checkpoint"] == run_checkpoint and cfg["labels"][0] == "move_right"
+    capsys.readouterr()
+    assert main(["classify", "synthetic:val:20", "--item", "3", "--probe", str(out / "probe"), "--top", "3",
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    from videojepa.data.synthetic import DEFAULT_CLASSES
+
+    assert "item 3" in text and "label:" in text
+    assert sum(line.strip().startswith(("1.", "2.", "3.")) for line in text.splitlines()) == 3
+    assert any(c in text for c in DEFAULT_CLASSES)
+
+
+def test_probe_linear_knn_and_multiview(run_checkpoint, tmp_path):
+    common = ["--train", "synthetic:train:16", "--val", "synthetic:val:8", "--checkpoint", run_checkpoint,
+              "--epochs", "1", "--no-progress"]
+    assert main(["probe", *common, "--kind", "linear", "--out", str(tmp_path / "lin")]) == 0
+    assert main(["probe", *common, "--kind", "knn", "--out", str(tmp_path / "knn")]) == 0
+    assert main(["probe", *common, "--segments", "2", "--views", "3", "--out", str(tmp_path / "mv")]) == 0
+    r = json.loads((tmp_path / "mv" / "results.json").read_text())
+    assert r["features"]["clip"]["segments"] == 2 and r["features"]["clip"]["views"] == 3
+
+
+def test_clear_errors(run_checkpoint, tmp_path, capsys):
+    assert main(["embed", "synthetic:val:2", "--checkpoint", str(tmp_path / "missing.pt"), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    assert main(["probe", "--train", str(tmp_path / "nope.csv"), "--val", "synthetic:val:4", "--checkpoint",
+                 run_checkpoint, "--out", str(tmp_path / "p"), "--no-progress"]) == 2
+    assert "nope.csv" in capsys.readouterr().err
+    assert main(["embed", "synthetic:bogus", "--checkpoint", run_checkpoint, "--out", str(tmp_path / "o")]) == 2
+    assert "split" in capsys.readouterr().err
+    assert main(["classify", "synthetic:val", "--probe", str(tmp_path / "none")]) == 2
+    assert "none" in capsys.readouterr().err
