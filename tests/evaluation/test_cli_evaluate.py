@@ -94,3 +94,29 @@ def test_clear_errors(run_checkpoint, tmp_path, capsys):
     assert "split" in capsys.readouterr().err
     assert main(["classify", "synthetic:val", "--probe", str(tmp_path / "none")]) == 2
     assert "none" in capsys.readouterr().err
+
+
+def test_video_files_end_to_end(run_checkpoint, tmp_path, capsys):
+    """A CSV index of real (tiny) videos: embed with segments x views, sliding windows, classify a file."""
+    from ..data.conftest import write_video
+
+    vids = [write_video(tmp_path / f"v{i}.mp4", "mpeg4", 30 + 10 * i) for i in range(2)]
+    index = tmp_path / "index.csv"
+    index.write_text("".join(f"{v} {i}\n" for i, v in enumerate(vids)))
+    common = ["--checkpoint", run_checkpoint, "--no-progress", "--frame-step", "2"]
+    assert main(["embed", str(index), "--out", str(tmp_path / "mv"), "--segments", "2", "--views", "3",
+                 "--pool", "none", *common]) == 0
+    fs = load_features(tmp_path / "mv")
+    assert fs.features.shape == (2, 6, 32, 32) and (fs.segments, fs.views) == (2, 3)
+    assert fs.labels.tolist() == [0, 1]
+    assert main(["embed", str(index), "--out", str(tmp_path / "win"), "--window", "4", "--stride", "4", *common]) == 0
+    w = load_features(tmp_path / "win", windows=True)
+    # 30 frames at step 2 -> 15 sampled frames -> windows at 0, 4, 8, 11 (frame indices x 2 in the file)
+    assert w.meta["window_start"][:4].tolist() == [0, 8, 16, 22]
+    out = tmp_path / "p"
+    assert main(["probe", "--train", str(index), "--val", str(index), "--out", str(out), "--epochs", "1",
+                 "--lrs", "1e-3", "--wds", "0.1", *common]) == 0
+    capsys.readouterr()
+    assert main(["classify", str(vids[0]), "--probe", str(out / "probe"), "--top", "2", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert str(vids[0]) in text and "1. class_" in text

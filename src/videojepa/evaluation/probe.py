@@ -56,9 +56,9 @@ class ProbeGridConfig:
 
     kind: str = "attentive"
     lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
-    weight_decays: tuple[float, ...] = (0.01, 0.1)
+    weight_decays: tuple[float, ...] = (0.1, 0.5)
     epochs: int = 20
-    batch_size: int = 32
+    batch_size: int = 16
     warmup_epochs: float = 1.0
     probe_depth: int = 1
     num_heads: int | None = None
