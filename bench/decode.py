@@ -162,7 +162,7 @@ def main() -> int:
     for gop in gops:
         for w in workers:
             o, n = statistics.median(results[(gop, "ours", w)]), statistics.median(results[(gop, "naive", w)])
-            print(f"| {gop} frames ({gop / 30:g} s) | {w} | {o:.2f} | {n:.2f} | {o / n:.2f}x |")
+            print(f"| {gop} frames ({gop / 30:.3g} s) | {w} | {o:.2f} | {n:.2f} | {o / n:.2f}x |")
     return 0
 
 
