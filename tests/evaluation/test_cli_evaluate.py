@@ -120,3 +120,22 @@ def test_video_files_end_to_end(run_checkpoint, tmp_path, capsys):
     assert main(["classify", str(vids[0]), "--probe", str(out / "probe"), "--top", "2", "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert str(vids[0]) in text and "1. class_" in text
+
+
+@pytest.mark.slow
+def test_embed_under_torchrun_matches_one_process(run_checkpoint, tmp_path):
+    """Two ranks share the shards; rank 0 alone records them; the features equal a one-process run."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["embed", "synthetic:val:10", "--checkpoint", run_checkpoint, "--shard-size", "2", "--no-progress"]
+    assert main(args + ["--out", str(tmp_path / "one")]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "videojepa",
+           *args, "--out", str(tmp_path / "two")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("done: 10 items") == 1  # only rank 0 reports
+    a, b = load_features(tmp_path / "one"), load_features(tmp_path / "two")
+    assert torch.allclose(a.features, b.features, atol=1e-6) and torch.equal(a.labels, b.labels)
+    assert sorted(json.loads((tmp_path / "two" / "index.json").read_text())["shards"], key=int) == [str(i) for i in range(5)]

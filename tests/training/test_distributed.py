@@ -1,4 +1,6 @@
 """Two gloo ranks on CPU against one process: same data, same masks, same parameters."""
+import os
+import signal
 import subprocess
 import sys
 
@@ -20,7 +22,16 @@ def _run(out, nproc, batch, steps, *extra):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "videojepa", "pretrain"]
     cmd += ["--out", str(out), "--max-steps", str(steps), *COMMON, f"data.batch_size={batch}", *extra]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    # own process group, so that a timeout kills every rank (no orphan left waiting in a collective)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        out, err = p.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        raise AssertionError(f"timed out: {' '.join(cmd)}\n{err[-3000:]}")
+    r = subprocess.CompletedProcess(cmd, p.returncode, out, err)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
 

@@ -244,11 +244,18 @@ def _run_embed(a) -> int:
              "segments": clip.segments if clip.segments * clip.views > 1 else None,
              "views": clip.views if clip.segments * clip.views > 1 else None,
              "encoder_config": enc.cfg.to_dict()}
-    try:
-        store = FeatureStore(out, settings, num_items=len(ds), shard_size=a.shard_size, file_format=a.format,
-                             extra=extra)
-    except ValueError as e:
-        raise CliError(str(e)) from e
+    from ..training.distributed import barrier, init_distributed
+
+    env = init_distributed(str(dev))  # under torchrun: each rank embeds its share of the shards
+    store = None
+    for turn in ("main", "others"):  # rank 0 creates the folder and index first
+        if (turn == "main") == env.is_main:
+            try:
+                store = FeatureStore(out, settings, num_items=len(ds), shard_size=a.shard_size, file_format=a.format,
+                                     extra=extra)
+            except ValueError as e:
+                raise CliError(str(e)) from e
+        barrier(env)
     todo = [s for s in range(store.num_shards) if not store.done(s)]
     done_items = store.done_items()
     if not todo:
@@ -260,23 +267,48 @@ def _run_embed(a) -> int:
     if not a.no_progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(ds), initial=done_items, desc="embed", unit="clip", dynamic_ncols=True)
+        bar = tqdm(total=len(ds), initial=done_items, desc="embed", unit="clip", dynamic_ncols=True,
+                   disable=not env.is_main)
     written, skipped_all, t0 = 0, [], time.perf_counter()
+    rounds = -(-len(todo) // env.world_size)
+    if a.max_shards is not None:
+        rounds = min(rounds, a.max_shards)
     try:
-        for s in todo:
-            if a.max_shards is not None and written >= a.max_shards:
-                break
-            sub = Subset(ds, list(store.shard_range(s)))
-            if a.window is None:
-                arrays, skipped = _embed_clips(enc, sub, a, layers, dev, bar)
-            else:
-                arrays, skipped = _embed_windows(enc, sub, a, layers, dev, bar)
-            store.write(s, arrays, skipped)
-            skipped_all += skipped
-            written += 1
+        for r in range(rounds):  # in each round every rank writes (at most) one shard; rank 0 records them
+            s = r * env.world_size + env.rank
+            rec = None
+            if s < len(todo):
+                sub = Subset(ds, list(store.shard_range(todo[s])))
+                if a.window is None:
+                    arrays, skipped = _embed_clips(enc, sub, a, layers, dev, bar)
+                else:
+                    arrays, skipped = _embed_windows(enc, sub, a, layers, dev, bar)
+                rec = (todo[s], store.write(todo[s], arrays, skipped, record=not env.distributed))
+                skipped_all += skipped
+                written += 1
+            if env.distributed:
+                import torch.distributed as dist
+
+                recs: list = [None] * env.world_size
+                dist.all_gather_object(recs, rec)
+                if env.is_main:
+                    store.add_records({k: v for k, v in (x for x in recs if x is not None)})
+                barrier(env)
     finally:
         if bar is not None:
             bar.close()
+    if env.distributed:
+        import torch.distributed as dist
+
+        gathered: list = [None] * env.world_size
+        dist.all_gather_object(gathered, skipped_all)
+        skipped_all = [x for part in gathered for x in part]
+        written = rounds
+        store = FeatureStore(out, settings, num_items=len(ds), shard_size=a.shard_size, file_format=a.format,
+                             extra=extra)  # re-read the index rank 0 wrote
+        dist.destroy_process_group()
+        if not env.is_main:
+            return 0
     _report_skipped(skipped_all, a.index)
     left = store.num_shards - sum(store.done(s) for s in range(store.num_shards))
     dt = time.perf_counter() - t0

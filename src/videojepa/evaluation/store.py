@@ -75,7 +75,12 @@ class FeatureStore:
     def done_items(self) -> int:
         return sum(len(self.shard_range(s)) for s in range(self.num_shards) if self.done(s))
 
-    def write(self, s: int, arrays: dict[str, torch.Tensor], skipped: list | None = None) -> None:
+    def write(self, s: int, arrays: dict[str, torch.Tensor], skipped: list | None = None, record: bool = True) -> dict:
+        """Write shard ``s`` atomically; with ``record`` (one process) also record it in ``index.json``.
+
+        Returns the shard's record; under ``torchrun`` every rank writes its shards with ``record=False``
+        and rank 0 records them all (:meth:`add_records`), so ``index.json`` has a single writer.
+        """
         name = f"shard_{s:05d}"
         files = []
         arrays = {k: v.detach().cpu().contiguous() for k, v in arrays.items()}
@@ -95,9 +100,16 @@ class FeatureStore:
                     np.save(fh, v.numpy())
                 tmp.replace(self.root / f)
                 files.append(f)
-        self.index["shards"][str(s)] = {"files": files, "rows": int(arrays["labels"].shape[0]),
-                                        "skipped": [{"index": k.index, "path": k.path, "reason": k.reason}
-                                                    for k in (skipped or [])]}
+        rec = {"files": files, "rows": int(arrays["labels"].shape[0]),
+               "skipped": [{"index": k.index, "path": k.path, "reason": k.reason} for k in (skipped or [])]}
+        if record:
+            self.add_records({s: rec})
+        return rec
+
+    def add_records(self, records: dict[int, dict]) -> None:
+        """Record written shards in ``index.json`` (atomically replaced)."""
+        for s, rec in records.items():
+            self.index["shards"][str(s)] = rec
         self.index["complete"] = all(self.done(i) for i in range(self.num_shards))
         self._save()
 
