@@ -82,6 +82,14 @@ class Step:
 
 
 def _rss_mib() -> float:
+    """Peak resident set of this process (MiB). Linux: VmHWM, which starts afresh at exec; ``ru_maxrss``
+    would carry over the parent's peak into a child started with subprocess."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
