@@ -44,11 +44,10 @@ def pretrain(name: str, overrides: list[str], args, out: Path) -> tuple[torch.nn
     cfg, _ = load_config(args.config, base + overrides + ["train.max_steps=1000000"])
     # calibrate: seconds per step of this method (model build and first step excluded)
     probe = Pretrainer(cfg, out / f"{name}-calib", progress=False, resume="none")
-    t = time.perf_counter()
-    probe.fit(until=1)
+    probe.fit(until=2)  # warm-up (first steps are slow)
     t1 = time.perf_counter()
-    probe.fit(until=4)
-    per_step = (time.perf_counter() - t1) / 3
+    probe.fit(until=10)  # one checkpoint write in 8 steps, as in training every checkpoint_every steps
+    per_step = (time.perf_counter() - t1) / 8
     steps = max(10, int(args.budget_minutes * 60 / per_step))
     cfg, _ = load_config(args.config, base + overrides + [f"train.max_steps={steps}"])
     tr = Pretrainer(cfg, out / name, progress=True, resume="none")
