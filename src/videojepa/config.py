@@ -316,6 +316,8 @@ class LossSection:
     objective: str = "vjepa"
     loss_exp: float = 1.0
     reg_coeff: float = 0.0
+    token_var_coeff: float = 0.0  # experimental: hinge on the within-clip spread of encoder tokens (V-JEPA only)
+    token_var_target: float = 0.5
     norm_pix: bool = True
     hog_bins: int = 9
     hog_cell: int = 8

@@ -57,3 +57,17 @@ def test_feature_stats_detect_collapse():
     collapsed = feature_stats(torch.ones(4, 16, 8))
     assert healthy["std"] > 0.8 and healthy["erank"] > 6
     assert collapsed["std"] < 1e-6 and collapsed["token_std"] < 1e-6
+
+
+def test_token_spread_penalty():
+    from videojepa.training.losses import token_spread_penalty
+
+    g = torch.Generator().manual_seed(0)
+    assert token_spread_penalty(torch.randn(2, 16, 8, generator=g), 0.5).item() == 0.0  # spread ~1 > 0.5
+    same = torch.randn(2, 1, 8, generator=g).expand(2, 16, 8)  # every token of a clip identical
+    assert token_spread_penalty(same, 0.5).item() > 0.45
+    cfg, m = _model()
+    x = torch.randn(2, 3, 4, 16, 16)
+    masks = MaskGenerator(cfg.mask.build(), (2, 4, 4), 0).sample(0, 2)
+    out = m(x, masks, token_var_coeff=1.0, token_var_target=5.0)  # unreachable target: the term is active
+    assert out.loss.item() > out.loss_jepa.item()

@@ -10,7 +10,7 @@ from ..masks.ops import apply_masks
 from ..models.predictor import Predictor, PredictorConfig
 from ..models.vit import EncoderConfig, VisionTransformer
 from .ema import ema_update, make_target
-from .losses import jepa_loss, normalize_targets, variance_reg
+from .losses import jepa_loss, normalize_targets, token_spread_penalty, variance_reg
 
 __all__ = ["JEPA", "StepOutput"]
 
@@ -37,7 +37,8 @@ class JEPA(nn.Module):
         return [self.encoder, self.predictor]
 
     def forward(self, clips: torch.Tensor, masks: list[tuple[torch.Tensor, torch.Tensor]], *, loss_exp: float = 1.0,
-                reg_coeff: float = 0.0, mask_token_by: str = "config") -> StepOutput:
+                reg_coeff: float = 0.0, mask_token_by: str = "config", token_var_coeff: float = 0.0,
+                token_var_target: float = 0.5) -> StepOutput:
         """One V-JEPA forward: clips ``[B, C, T, H, W]``, one ``(ctx [B,Kc], tgt [B,Kt])`` pair per mask config.
 
         Target: layer-normed (no affine) EMA-encoder tokens of the full clip, gathered at each target
@@ -50,9 +51,11 @@ class JEPA(nn.Module):
         with torch.no_grad():
             self.target_encoder.eval()
             h = normalize_targets(self.target_encoder(clips))  # [B, N, D]
-        preds, targets, losses = [], [], []
+        preds, targets, losses, spread = [], [], [], []
         for m, (ctx, tgt) in enumerate(masks):
             z = self.encoder(clips, masks=ctx)  # [B, Kc, D]
+            if token_var_coeff > 0:
+                spread.append(token_spread_penalty(z, token_var_target))
             p = self.predictor(z, ctx, tgt, mask_index=m if mask_token_by == "config" else 0, grid=grid)  # [B, Kt, D]
             t = apply_masks(h, tgt)
             losses.append(jepa_loss(p.float(), t.float(), loss_exp))
@@ -60,7 +63,12 @@ class JEPA(nn.Module):
             targets.append(t)
         loss_jepa = torch.stack(losses).mean()
         loss_reg = variance_reg(preds) if reg_coeff > 0 else loss_jepa.new_zeros(())
-        return StepOutput(loss_jepa + reg_coeff * loss_reg, loss_jepa, loss_reg, preds, targets)
+        loss = loss_jepa + reg_coeff * loss_reg
+        if spread:
+            loss_spread = torch.stack(spread).mean()
+            loss = loss + token_var_coeff * loss_spread
+            loss_reg = loss_reg + token_var_coeff * loss_spread
+        return StepOutput(loss, loss_jepa, loss_reg, preds, targets)
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["jepa_loss", "variance_reg", "normalize_targets", "feature_stats"]
+__all__ = ["jepa_loss", "variance_reg", "token_spread_penalty", "normalize_targets", "feature_stats"]
 
 
 def normalize_targets(h: torch.Tensor) -> torch.Tensor:
@@ -21,6 +21,18 @@ def variance_reg(preds: list[torch.Tensor]) -> torch.Tensor:
     """V-JEPA 1's (unused by default) regulariser: ``mean(relu(1 - std_tokens))`` of the predictions."""
     pstd = sum(torch.sqrt(p.float().var(dim=1) + 1e-4) for p in preds) / len(preds)  # [B, D]
     return F.relu(1.0 - pstd).mean()
+
+
+def token_spread_penalty(z: torch.Tensor, target: float = 0.5) -> torch.Tensor:
+    """Hinge on the spread of the *encoder's* tokens within each clip (experimental, not in the reference).
+
+    ``mean(relu(target - std_tokens(LN(z))))`` for ``z`` ``[B, K, D]``: each feature of the layer-normed
+    tokens should vary across the tokens of a clip by at least ``target``, which works against the drift
+    to clip-global features seen at small scale (``loss.token_var_coeff``, default 0 = off).
+    """
+    zn = F.layer_norm(z.float(), (z.size(-1),))
+    std = torch.sqrt(zn.var(dim=1) + 1e-4)  # [B, D]
+    return F.relu(target - std).mean()
 
 
 @torch.no_grad()
