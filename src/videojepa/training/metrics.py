@@ -87,14 +87,16 @@ def plot_metrics(csv_path: str | Path, png_path: str | Path, title: str = "") ->
         if x:
             ax[1, 1].plot(x, y, style, marker=".", label=key)
     ax[1, 1].set_ylabel("feature std")
-    ax[1, 1].legend(loc="upper left", fontsize=8)
+    if ax[1, 1].get_lines():
+        ax[1, 1].legend(loc="upper left", fontsize=8)
     tw = ax[1, 1].twinx()
     for key, c in (("target_erank", "C5"), ("pred_erank", "C6")):
         x, y = _col(rows, key)
         if x:
             tw.plot(x, y, color=c, marker="x", label=key)
     tw.set_ylabel("effective rank")
-    tw.legend(loc="upper right", fontsize=8)
+    if tw.get_lines():
+        tw.legend(loc="upper right", fontsize=8)
     ax[1, 1].set_title("collapse diagnostics")
     for a in ax.flat:
         a.set_xlabel("step")
