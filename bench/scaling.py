@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,19 +26,9 @@ GPU_MODEL = ["model.name=vit_large", "model.patch_size=16", "data.crop_size=224"
              "model.activation_checkpointing=true", "predictor.activation_checkpointing=true"]
 
 
-def _peak_rss_mib() -> float:
-    """Peak resident set (MiB): Linux VmHWM (per process image), else ru_maxrss."""
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def worker(a) -> None:
     import torch
+    from train_step import _rss_mib  # same folder: peak RSS from VmHWM
 
     from videojepa.config import load_config
     from videojepa.masks.ops import grid_size
@@ -80,7 +69,7 @@ def worker(a) -> None:
         torch.cuda.synchronize()
     dt = all_reduce(torch.tensor([time.perf_counter() - t]), env, "max").item()
     mem = (torch.cuda.max_memory_allocated() / 2**20 if env.device.type == "cuda"
-           else _peak_rss_mib())
+           else _rss_mib())
     if env.is_main:
         print("RESULT " + json.dumps({"world": env.world_size, "clips_s": a.steps * a.batch * env.world_size / dt,
                                       "mem_mib": mem, "device": str(env.device)}), flush=True)
