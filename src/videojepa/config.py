@@ -468,8 +468,6 @@ def apply_overrides(d: dict, overrides: list[str]) -> dict:
         parts = key.strip().split(".")
         node = d
         for p in parts[:-1]:
-            if isinstance(node.get(p), list) and False:
-                pass
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {p!r} is not a section")

@@ -208,24 +208,22 @@ def _classes_from(rel_paths: list[Path], min_depth: int) -> tuple[list[int | Non
     return [lookup[r.parts[0]] for r in rel_paths], names
 
 
-def scan_videos(root: str | os.PathLike) -> ListSource:
+def _scan_files(root: str | os.PathLike, exts, kind: str, what: str) -> ListSource:
+    """Every file with one of ``exts`` under ``root``, labelled by its first-level sub-folder."""
     root = Path(root)
-    files = [d / f for d, fs in _walk(root) for f in fs if os.path.splitext(f)[1].lower() in VIDEO_EXTS]
+    files = [d / f for d, fs in _walk(root) for f in fs if os.path.splitext(f)[1].lower() in exts]
     if not files:
-        raise DataError(f"{root}: no video files found ({', '.join(sorted(VIDEO_EXTS))})")
-    rel = [f.relative_to(root) for f in files]
-    labels, names = _classes_from(rel, 2)
-    return ListSource(str(root), "videos", [Entry(str(f), lab, "video") for f, lab in zip(files, labels)], names)
+        raise DataError(f"{root}: no {what} found")
+    labels, names = _classes_from([f.relative_to(root) for f in files], 2)
+    return ListSource(str(root), kind + "s", [Entry(str(f), lab, kind) for f, lab in zip(files, labels)], names)
+
+
+def scan_videos(root: str | os.PathLike) -> ListSource:
+    return _scan_files(root, VIDEO_EXTS, "video", f"video files ({', '.join(sorted(VIDEO_EXTS))})")
 
 
 def scan_images(root: str | os.PathLike) -> ListSource:
-    root = Path(root)
-    files = [d / f for d, fs in _walk(root) for f in fs if os.path.splitext(f)[1].lower() in IMAGE_EXTS]
-    if not files:
-        raise DataError(f"{root}: no image files found")
-    rel = [f.relative_to(root) for f in files]
-    labels, names = _classes_from(rel, 2)
-    return ListSource(str(root), "images", [Entry(str(f), lab, "image") for f, lab in zip(files, labels)], names)
+    return _scan_files(root, IMAGE_EXTS, "image", "image files")
 
 
 def scan_frame_folders(root: str | os.PathLike) -> ListSource:

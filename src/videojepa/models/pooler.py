@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import Block, Mlp
+from .layers import Block, Mlp, trunc_normal_init
 
 __all__ = ["ProbeConfig", "CrossAttention", "CrossAttentionBlock", "AttentivePooler", "AttentiveClassifier",
            "SELF_ATTN_POSITIONS"]
@@ -171,14 +171,7 @@ class AttentiveClassifier(nn.Module):
         residual-output weights divided by ``sqrt(2 l)`` with ``l`` the block's 1-based position in the stack
         (cross-attention block first for V-JEPA 1; self-attention blocks first for V-JEPA 2)."""
         std = self.cfg.init_std
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=std, a=-2.0, b=2.0)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        trunc_normal_init(self, std)
         nn.init.trunc_normal_(self.pooler.query_tokens, std=std, a=-2.0, b=2.0)
         xblock, blocks = self.pooler.cross_attention_block, self.pooler.blocks
         first = 2 if self.cfg.self_attn_position == "after" else 1

@@ -33,7 +33,7 @@ from .metrics import MetricsLog, plot_metrics
 from .optim import build_optimizer, set_lr_wd
 from .schedules import ema_at, lr_at, wd_at
 
-__all__ = ["Pretrainer", "NonFiniteLossError", "DataFailureError", "read_checkpoint", "build_dataset", "resolve_device", "CHECKPOINT_FORMAT"]
+__all__ = ["Pretrainer", "NonFiniteLossError", "DataFailureError", "read_checkpoint", "build_dataset", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "videojepa-pretrain/1"
 
@@ -52,15 +52,6 @@ class DataFailureError(RuntimeError):
 
 
 MIN_SAMPLES_FOR_RATE = 50  # the failure rate is judged once this many samples were attempted
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name!r} but CUDA is not available on this machine")
-    return dev
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -222,7 +213,7 @@ class Pretrainer:
 
             bar = tqdm(total=total, initial=self.step, desc="pretrain", unit="step", dynamic_ncols=True)
         t_start = t_last = time.perf_counter()
-        clips_since, last_loss, first_loss = 0, float("nan"), None
+        clips_since = 0
         m.encoder.train()
         m.predictor.train()
         micro, acc_loss, acc_jepa, acc_reg = 0, 0.0, 0.0, 0.0
@@ -262,7 +253,8 @@ class Pretrainer:
             if micro < accum:
                 continue
             micro = 0
-            grad_norm = self._clip(step)
+            log_now = (step + 1) % c.train.log_every == 0 or step + 1 == total or (step + 1) % c.train.diag_every == 0
+            grad_norm = self._clip(step, want_norm=log_now)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             if self.fsdp:  # EMA on local shards: both models must be in their sharded state
@@ -270,15 +262,14 @@ class Pretrainer:
                 m.target_encoder.reshard()
             m.update_target(mom)
             self.step = step + 1
-            last_loss, first_loss = acc_loss, first_loss if first_loss is not None else acc_loss
             row = None
-            if self.step % c.train.log_every == 0 or self.step == total or self.step % c.train.diag_every == 0:
+            if log_now:
                 now = time.perf_counter()
                 red = all_reduce(torch.tensor([acc_loss, acc_jepa, acc_reg, float(clips_since)]), self.env, "sum")
                 w = self.env.world_size
                 acc_loss, acc_jepa, acc_reg, clips_since = red[0].item() / w, red[1].item() / w, red[2].item() / w, red[3].item()
                 row = dict(step=step, loss=acc_loss, loss_jepa=acc_jepa, loss_reg=acc_reg, lr=lr, wd=wd, ema=mom,
-                           grad_norm=grad_norm, clips_per_s=clips_since / max(now - t_last, 1e-9), elapsed_s=now - t_start,
+                           grad_norm=grad_norm.item(), clips_per_s=clips_since / max(now - t_last, 1e-9), elapsed_s=now - t_start,
                            samples_skipped=self.data_skipped)
                 t_last, clips_since = now, 0
             if self.step % c.train.diag_every == 0 or self.step == total:
@@ -302,7 +293,7 @@ class Pretrainer:
             bar.close()
         if not main:
             return {"steps": self.step, "rank": self.env.rank}
-        summary = self._summary(time.perf_counter() - t_start, first_loss, last_loss, log)
+        summary = self._summary(time.perf_counter() - t_start, log)
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
@@ -336,15 +327,19 @@ class Pretrainer:
                 f"data.max_failure_rate={self.cfg.data.max_failure_rate:.0%}; {len(self.skipped_files)} distinct files, e.g. "
                 + "; ".join(f"{p}: {r}" for p, r in list(self.skipped_files.items())[:3]))
 
-    def _clip(self, step: int) -> float:
+    def _clip(self, step: int, want_norm: bool) -> torch.Tensor | None:
+        """Clip (when configured) and return the total gradient norm as a tensor, or None when not
+        clipping and no log row needs it (no extra pass over the gradients, no device sync)."""
         c = self.cfg.optim
+        mods = self.model.trainable()
         if c.clip_grad is None or (c.clip_grad_after_warmup and step < c.warmup_steps):
-            norms = [_full(p.grad.detach().float().norm()) for mod in self.model.trainable() for p in mod.parameters()
-                     if p.grad is not None]
-            return torch.stack(norms).norm().item() if norms else 0.0
+            if not want_norm:
+                return None
+            norms = [_full(p.grad.detach().float().norm()) for mod in mods for p in mod.parameters() if p.grad is not None]
+            return torch.stack(norms).norm() if norms else torch.zeros(())
         # the reference clips encoder and predictor separately
-        n = [_full(torch.nn.utils.clip_grad_norm_(mod.parameters(), c.clip_grad)) for mod in self.model.trainable()]
-        return torch.stack([x.float() for x in n]).norm().item()
+        n = [_full(torch.nn.utils.clip_grad_norm_(mod.parameters(), c.clip_grad)) for mod in mods]
+        return torch.stack([x.float() for x in n]).norm()
 
     @staticmethod
     def _diagnostics(out) -> dict:
@@ -353,7 +348,7 @@ class Pretrainer:
         return dict(target_std=t["std"], target_token_std=t["token_std"], target_erank=t["erank"], pred_std=p["std"],
                     pred_token_std=p["token_std"], pred_erank=p["erank"])
 
-    def _summary(self, seconds: float, first_loss, last_loss, log: MetricsLog) -> dict:
+    def _summary(self, seconds: float, log: MetricsLog) -> dict:
         rows = log.read()
         losses = [float(r["loss"]) for r in rows if r["loss"]]
         k = max(1, len(losses) // 10)
