@@ -304,6 +304,7 @@ class OptimSection:
 
 
 OBJECTIVES = ("vjepa", "videomae", "maskfeat")
+TARGET_NORMS = ("layer", "clip")
 
 
 @dataclass(frozen=True)
@@ -318,6 +319,7 @@ class LossSection:
     reg_coeff: float = 0.0
     token_var_coeff: float = 0.0  # experimental: hinge on the within-clip spread of encoder tokens (V-JEPA only)
     token_var_target: float = 0.5
+    target_norm: str = "layer"  # "clip": also standardise each feature over the tokens of its clip (experimental)
     norm_pix: bool = True
     hog_bins: int = 9
     hog_cell: int = 8
@@ -327,6 +329,8 @@ class LossSection:
             raise ConfigError(f"loss.objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.loss_exp <= 0:
             raise ConfigError(f"loss.loss_exp must be > 0, got {self.loss_exp}")
+        if self.target_norm not in TARGET_NORMS:
+            raise ConfigError(f"loss.target_norm must be one of {TARGET_NORMS}, got {self.target_norm!r}")
         if self.hog_bins < 2 or self.hog_cell < 1:
             raise ConfigError(f"loss.hog_bins must be >= 2 and loss.hog_cell >= 1, got {self.hog_bins}, {self.hog_cell}")
 

@@ -71,3 +71,29 @@ def test_token_spread_penalty():
     masks = MaskGenerator(cfg.mask.build(), (2, 4, 4), 0).sample(0, 2)
     out = m(x, masks, token_var_coeff=1.0, token_var_target=5.0)  # unreachable target: the term is active
     assert out.loss.item() > out.loss_jepa.item()
+
+
+def test_clip_target_norm_removes_what_the_clip_shares():
+    from videojepa.config import ConfigError
+    from videojepa.masks.ops import apply_masks
+    from videojepa.training.losses import normalize_targets, standardize_per_clip
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(3, 10, 6, generator=g) + 5 * torch.randn(3, 1, 6, generator=g)  # a strong clip-global part
+    z = standardize_per_clip(h)
+    torch.testing.assert_close(z.mean(1), torch.zeros(3, 6), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.var(1, unbiased=False), torch.ones(3, 6), atol=1e-3, rtol=0)
+    torch.testing.assert_close(standardize_per_clip(h + 7.0), z, atol=1e-4, rtol=0)  # blind to clip offsets
+    cfg, m = _model()
+    x = torch.randn(2, 3, 4, 16, 16)
+    masks = MaskGenerator(cfg.mask.build(), (2, 4, 4), 0).sample(0, 2)
+    t = m(x, masks, target_norm="clip").targets[0]
+    with torch.no_grad():
+        full = standardize_per_clip(normalize_targets(m.target_encoder(x)))
+    torch.testing.assert_close(t, apply_masks(full, masks[0][1]))  # standardised over the whole clip, then gathered
+    try:
+        load_config("cpu_test", ["loss.target_norm=batch"])
+    except ConfigError as e:
+        assert "loss.target_norm" in str(e) and "'batch'" in str(e)
+    else:
+        raise AssertionError("an unknown loss.target_norm was accepted")

@@ -10,7 +10,7 @@ from ..masks.ops import apply_masks
 from ..models.predictor import Predictor, PredictorConfig
 from ..models.vit import EncoderConfig, VisionTransformer
 from .ema import ema_update, make_target
-from .losses import jepa_loss, normalize_targets, token_spread_penalty, variance_reg
+from .losses import jepa_loss, normalize_targets, standardize_per_clip, token_spread_penalty, variance_reg
 
 __all__ = ["JEPA", "StepOutput"]
 
@@ -38,19 +38,22 @@ class JEPA(nn.Module):
 
     def forward(self, clips: torch.Tensor, masks: list[tuple[torch.Tensor, torch.Tensor]], *, loss_exp: float = 1.0,
                 reg_coeff: float = 0.0, mask_token_by: str = "config", token_var_coeff: float = 0.0,
-                token_var_target: float = 0.5) -> StepOutput:
+                token_var_target: float = 0.5, target_norm: str = "layer") -> StepOutput:
         """One V-JEPA forward: clips ``[B, C, T, H, W]``, one ``(ctx [B,Kc], tgt [B,Kt])`` pair per mask config.
 
         Target: layer-normed (no affine) EMA-encoder tokens of the full clip, gathered at each target
         mask. Context: the encoder on the visible tokens, once per mask config. Loss: the mean over mask
         configs of ``mean(|pred - target|^p) / p``. ``mask_token_by``: ``config`` gives mask config ``m``
         its own mask token (V-JEPA 1); ``first`` always uses token 0 (what V-JEPA 2 training does).
+        ``target_norm="clip"`` also standardises each target feature over the tokens of its clip.
         """
         clips = self.encoder.prepare_input(clips)
         grid = self.encoder.grid_of(clips)
         with torch.no_grad():
             self.target_encoder.eval()
             h = normalize_targets(self.target_encoder(clips))  # [B, N, D]
+            if target_norm == "clip":
+                h = standardize_per_clip(h)
         preds, targets, losses, spread = [], [], [], []
         for m, (ctx, tgt) in enumerate(masks):
             z = self.encoder(clips, masks=ctx)  # [B, Kc, D]

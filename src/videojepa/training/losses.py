@@ -12,6 +12,19 @@ def normalize_targets(h: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(h, (h.size(-1),))
 
 
+def standardize_per_clip(h: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Standardise each feature over the tokens of its clip: ``(h - mean_tokens) / std_tokens`` for ``[B, N, D]``.
+
+    Applied after :func:`normalize_targets` by ``loss.target_norm: clip`` (experimental, not in the
+    reference): what is common to the whole clip is removed from the targets, so the predictor is
+    scored only on how hidden tokens differ from the rest of their clip, and its targets cannot
+    become clip-global (their within-clip spread is 1 by construction).
+    """
+    mean = h.mean(dim=1, keepdim=True)
+    var = h.var(dim=1, keepdim=True, unbiased=False)
+    return (h - mean) * torch.rsqrt(var + eps)
+
+
 def jepa_loss(pred: torch.Tensor, target: torch.Tensor, loss_exp: float = 1.0) -> torch.Tensor:
     """``mean(|pred - target| ** p) / p`` over batch, tokens and features (p = 1: plain L1)."""
     return (pred - target).abs().pow(loss_exp).mean() / loss_exp

@@ -233,8 +233,9 @@ class Pretrainer:
             sync_ctx = contextlib.ExitStack()
             sync_ctx.enter_context(self._no_sync(last_micro))  # held through backward
             with self._autocast():
-                extra = {} if c.loss.objective != "vjepa" or not c.loss.token_var_coeff else dict(
-                    token_var_coeff=c.loss.token_var_coeff, token_var_target=c.loss.token_var_target)
+                extra = {} if c.loss.objective != "vjepa" else dict(
+                    token_var_coeff=c.loss.token_var_coeff, token_var_target=c.loss.token_var_target,
+                    target_norm=c.loss.target_norm)
                 out = self.train_model(clips, masks, loss_exp=c.loss.loss_exp, reg_coeff=c.loss.reg_coeff,
                                        mask_token_by=c.train.mask_token_by, **extra)
             finite = all_reduce(torch.tensor([float(torch.isfinite(out.loss).item())]), self.env, "min")
