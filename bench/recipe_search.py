@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="runs/recipe_search")
+    ap.add_argument("--probe-context", action="store_true",
+                    help="also probe the context encoder (the trained one; the target is its EMA)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -77,6 +79,9 @@ def main() -> None:
         summary = {} if is_random else tr.fit()
         wall = time.perf_counter() - t0
         res = probe(tr.model.target_encoder.eval(), pool, val, fractions, args.seeds, args.device)
+        if args.probe_context and not is_random:
+            ctx = probe(tr.model.encoder.eval(), pool, val, fractions, args.seeds, args.device)
+            res["context_top1"], res["context_token_stats"] = ctx["top1"], ctx["val_token_stats"]
         row = {"name": name, "overrides": overrides, "config": args.config, "steps": 0 if is_random else args.steps,
                "pretrain_s": round(wall, 1), "pool": args.pool, "val": args.val, **res,
                "diagnostics": summary.get("diagnostics")}
@@ -84,15 +89,18 @@ def main() -> None:
             f.write(json.dumps(row, default=str) + "\n")
         print(json.dumps(row, default=str), flush=True)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()] if (out / "results.jsonl").exists() else []
-    print("| variant | steps | " + " | ".join(f"{f:g} labels" for f in fractions) + " | val token std | overrides |")
-    print("|---|---:|" + "---:|" * len(fractions) + "---:|---|")
+    print("| variant | steps | " + " | ".join(f"{f:g} labels" for f in fractions)
+          + " | val token std | context encoder | overrides |")
+    print("|---|---:|" + "---:|" * len(fractions) + "---:|---:|---|")
     for r in rows:
         cells = []
         for f in fractions:
             a = r["top1"].get(f"{f:g}")
             cells.append("-" if a is None else f"{sum(a) / len(a):.1f}")
         ts = r.get("val_token_stats", {}).get("token_std")
-        print(f"| {r['name']} | {r['steps']} | " + " | ".join(cells) + f" | {ts if ts is None else round(ts, 3)} | "
+        ctx = r.get("context_top1")
+        ctx = "-" if not ctx else " / ".join(f"{sum(a) / len(a):.1f}" for a in ctx.values())
+        print(f"| {r['name']} | {r['steps']} | " + " | ".join(cells) + f" | {ts if ts is None else round(ts, 3)} | {ctx} | "
               + "; ".join(r["overrides"]) + " |")
 
 

@@ -319,6 +319,8 @@ class LossSection:
     reg_coeff: float = 0.0
     token_var_coeff: float = 0.0  # experimental: hinge on the within-clip spread of encoder tokens (V-JEPA only)
     token_var_target: float = 0.5
+    sigreg_coeff: float = 0.0  # experimental: isotropic-Gaussian regulariser on the context encoder's tokens
+    sigreg_slices: int = 64
     target_norm: str = "layer"  # "clip": also standardise each feature over the tokens of its clip (experimental)
     norm_pix: bool = True
     hog_bins: int = 9
@@ -329,6 +331,9 @@ class LossSection:
             raise ConfigError(f"loss.objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.loss_exp <= 0:
             raise ConfigError(f"loss.loss_exp must be > 0, got {self.loss_exp}")
+        if self.sigreg_coeff < 0 or self.sigreg_slices < 1:
+            raise ConfigError(f"loss.sigreg_coeff must be >= 0 and loss.sigreg_slices >= 1, got "
+                              f"{self.sigreg_coeff}, {self.sigreg_slices}")
         if self.target_norm not in TARGET_NORMS:
             raise ConfigError(f"loss.target_norm must be one of {TARGET_NORMS}, got {self.target_norm!r}")
         if self.hog_bins < 2 or self.hog_cell < 1:

@@ -97,3 +97,31 @@ def test_clip_target_norm_removes_what_the_clip_shares():
         assert "loss.target_norm" in str(e) and "'batch'" in str(e)
     else:
         raise AssertionError("an unknown loss.target_norm was accepted")
+
+
+def test_sigreg_scores_gaussian_low_and_collapse_high():
+    from videojepa.training.losses import random_directions, sigreg
+
+    g = torch.Generator().manual_seed(0)
+    d = random_directions(16, 32, g)
+    torch.testing.assert_close(d.norm(dim=0), torch.ones(32))
+    gauss = sigreg(torch.randn(2000, 16, generator=g), d).item()
+    assert gauss < 0.01
+    assert sigreg(torch.zeros(2000, 16), d).item() > 0.3  # every sample the same point
+    assert sigreg(5 * torch.randn(2000, 16, generator=g), d).item() > 0.3  # far from unit scale
+    cfg, m = _model()
+    x = torch.randn(2, 3, 4, 16, 16)
+    masks = MaskGenerator(cfg.mask.build(), (2, 4, 4), 0).sample(0, 2)
+    out = m(x, masks, sigreg_coeff=1.0, sigreg_directions=random_directions(cfg.encoder_config().embed_dim, 8, g))
+    assert out.loss.item() > out.loss_jepa.item() and out.loss_reg.item() > 0
+    out.loss.backward()
+    assert m.encoder.blocks[0].attn.qkv.weight.grad is not None
+
+
+def test_trainer_runs_with_sigreg_and_clip_targets(tmp_path):
+    from videojepa.training.trainer import Pretrainer
+
+    cfg, _ = load_config("cpu_test", ["train.max_steps=2", "loss.sigreg_coeff=0.5", "loss.sigreg_slices=4",
+                                      "loss.target_norm=clip"])
+    summary = Pretrainer(cfg, tmp_path, progress=False, resume="none").fit()
+    assert summary["steps"] == 2 and summary["loss_last"] == summary["loss_last"]  # finite, not NaN

@@ -10,7 +10,7 @@ from ..masks.ops import apply_masks
 from ..models.predictor import Predictor, PredictorConfig
 from ..models.vit import EncoderConfig, VisionTransformer
 from .ema import ema_update, make_target
-from .losses import jepa_loss, normalize_targets, standardize_per_clip, token_spread_penalty, variance_reg
+from .losses import jepa_loss, normalize_targets, sigreg, standardize_per_clip, token_spread_penalty, variance_reg
 
 __all__ = ["JEPA", "StepOutput"]
 
@@ -38,7 +38,8 @@ class JEPA(nn.Module):
 
     def forward(self, clips: torch.Tensor, masks: list[tuple[torch.Tensor, torch.Tensor]], *, loss_exp: float = 1.0,
                 reg_coeff: float = 0.0, mask_token_by: str = "config", token_var_coeff: float = 0.0,
-                token_var_target: float = 0.5, target_norm: str = "layer") -> StepOutput:
+                token_var_target: float = 0.5, target_norm: str = "layer", sigreg_coeff: float = 0.0,
+                sigreg_directions: torch.Tensor | None = None) -> StepOutput:
         """One V-JEPA forward: clips ``[B, C, T, H, W]``, one ``(ctx [B,Kc], tgt [B,Kt])`` pair per mask config.
 
         Target: layer-normed (no affine) EMA-encoder tokens of the full clip, gathered at each target
@@ -46,6 +47,7 @@ class JEPA(nn.Module):
         configs of ``mean(|pred - target|^p) / p``. ``mask_token_by``: ``config`` gives mask config ``m``
         its own mask token (V-JEPA 1); ``first`` always uses token 0 (what V-JEPA 2 training does).
         ``target_norm="clip"`` also standardises each target feature over the tokens of its clip.
+        ``sigreg_coeff``: weight of :func:`sigreg` on the context encoder's tokens along ``sigreg_directions``.
         """
         clips = self.encoder.prepare_input(clips)
         grid = self.encoder.grid_of(clips)
@@ -54,11 +56,16 @@ class JEPA(nn.Module):
             h = normalize_targets(self.target_encoder(clips))  # [B, N, D]
             if target_norm == "clip":
                 h = standardize_per_clip(h)
-        preds, targets, losses, spread = [], [], [], []
+        preds, targets, losses, extra = [], [], [], []  # extra: weighted regularisers, one per mask config
         for m, (ctx, tgt) in enumerate(masks):
             z = self.encoder(clips, masks=ctx)  # [B, Kc, D]
-            if token_var_coeff > 0:
-                spread.append(token_spread_penalty(z, token_var_target))
+            if token_var_coeff > 0 or sigreg_coeff > 0:
+                term = z.new_zeros((), dtype=torch.float32)
+                if token_var_coeff > 0:
+                    term = term + token_var_coeff * token_spread_penalty(z, token_var_target)
+                if sigreg_coeff > 0:
+                    term = term + sigreg_coeff * sigreg(z, sigreg_directions.to(z.device))
+                extra.append(term)
             p = self.predictor(z, ctx, tgt, mask_index=m if mask_token_by == "config" else 0, grid=grid)  # [B, Kt, D]
             t = apply_masks(h, tgt)
             losses.append(jepa_loss(p.float(), t.float(), loss_exp))
@@ -67,10 +74,10 @@ class JEPA(nn.Module):
         loss_jepa = torch.stack(losses).mean()
         loss_reg = variance_reg(preds) if reg_coeff > 0 else loss_jepa.new_zeros(())
         loss = loss_jepa + reg_coeff * loss_reg
-        if spread:
-            loss_spread = torch.stack(spread).mean()
-            loss = loss + token_var_coeff * loss_spread
-            loss_reg = loss_reg + token_var_coeff * loss_spread
+        if extra:
+            loss_extra = torch.stack(extra).mean()
+            loss = loss + loss_extra
+            loss_reg = loss_reg + loss_extra
         return StepOutput(loss, loss_jepa, loss_reg, preds, targets)
 
     @torch.no_grad()

@@ -48,6 +48,30 @@ def token_spread_penalty(z: torch.Tensor, target: float = 0.5) -> torch.Tensor:
     return F.relu(target - std).mean()
 
 
+def sigreg(z: torch.Tensor, directions: torch.Tensor, num_points: int = 17, t_max: float = 5.0) -> torch.Tensor:
+    """Sketched isotropic-Gaussian regulariser (SIGReg, as LeJEPA describes it; experimental here).
+
+    ``z`` ``[..., D]`` (every row one sample), ``directions`` ``[D, M]`` unit vectors. Each projection
+    ``z @ directions[:, m]`` is compared with a standard normal by the Epps-Pulley statistic
+    ``integral w(t) |phi_emp(t) - exp(-t^2/2)|^2 dt`` with ``w(t) = exp(-t^2/2)``, evaluated with the
+    trapezoid rule on ``[0, t_max]`` (the integrand is even); the mean over directions is returned.
+    0 for N(0, I) samples; a collapsed or anisotropic set of samples scores up to ~0.5.
+    """
+    x = z.reshape(-1, z.shape[-1]).float() @ directions.float()  # [N, M]
+    t = torch.linspace(0.0, t_max, num_points, device=x.device)
+    xt = x.unsqueeze(-1) * t  # [N, M, P]
+    re, im = torch.cos(xt).mean(0), torch.sin(xt).mean(0)  # [M, P]
+    gauss = torch.exp(-0.5 * t * t)
+    integrand = ((re - gauss) ** 2 + im ** 2) * gauss
+    return 2.0 * torch.trapezoid(integrand, t, dim=-1).mean()
+
+
+def random_directions(dim: int, num: int, generator: torch.Generator) -> torch.Tensor:
+    """``[dim, num]`` directions drawn uniformly on the sphere from ``generator``."""
+    d = torch.randn(dim, num, generator=generator)
+    return d / d.norm(dim=0, keepdim=True)
+
+
 @torch.no_grad()
 def feature_stats(x: torch.Tensor, max_rows: int = 4096) -> dict[str, float]:
     """Collapse diagnostics of token features ``[B, K, D]``.

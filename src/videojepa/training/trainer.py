@@ -28,7 +28,7 @@ from .checkpoint import find_latest, load_checkpoint, load_sharded_checkpoint, s
 from .distributed import DistEnv, all_reduce, barrier, init_distributed, wrap_ddp, wrap_fsdp
 from .jepa import JEPA
 from .objectives import build_objective
-from .losses import feature_stats
+from .losses import feature_stats, random_directions
 from .metrics import MetricsLog, plot_metrics
 from .optim import build_optimizer, set_lr_wd
 from .schedules import ema_at, lr_at, wd_at
@@ -236,6 +236,10 @@ class Pretrainer:
                 extra = {} if c.loss.objective != "vjepa" else dict(
                     token_var_coeff=c.loss.token_var_coeff, token_var_target=c.loss.token_var_target,
                     target_norm=c.loss.target_norm)
+                if extra and c.loss.sigreg_coeff > 0:  # the same directions on every rank: a function of the step
+                    gen = torch.Generator().manual_seed(derive_seed(c.train.seed, step, "sigreg"))
+                    extra.update(sigreg_coeff=c.loss.sigreg_coeff, sigreg_directions=random_directions(
+                        c.encoder_config().embed_dim, c.loss.sigreg_slices, gen))
                 out = self.train_model(clips, masks, loss_exp=c.loss.loss_exp, reg_coeff=c.loss.reg_coeff,
                                        mask_token_by=c.train.mask_token_by, **extra)
             finite = all_reduce(torch.tensor([float(torch.isfinite(out.loss).item())]), self.env, "min")
