@@ -10,6 +10,7 @@ paper's (method x label fraction, mean +- std of top-1) and saves a plot and a J
 
     python bench/data_efficiency.py --budget-minutes 30            # the issue's CPU budget per method
     python bench/data_efficiency.py --budget-minutes 120 --device cuda
+    python bench/data_efficiency.py --set model.pos_embed=sincos    # V-JEPA 1's positions: the probe sees them
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ METHODS = {
 
 def pretrain(name: str, overrides: list[str], args, out: Path) -> tuple[torch.nn.Module, dict]:
     base = [f"train.device={args.device}", "train.checkpoint_every=100000", "train.diag_every=50", "train.log_every=10"]
-    cfg, _ = load_config(args.config, base + overrides + ["train.max_steps=1000000"])
+    cfg, _ = load_config(args.config, base + args.set + overrides + ["train.max_steps=1000000"])
     # calibrate: seconds per step of this method (model build and first step excluded)
     probe = Pretrainer(cfg, out / f"{name}-calib", progress=False, resume="none")
     probe.fit(until=2)  # warm-up (first steps are slow)
@@ -49,7 +50,7 @@ def pretrain(name: str, overrides: list[str], args, out: Path) -> tuple[torch.nn
     probe.fit(until=10)  # one checkpoint write in 8 steps, as in training every checkpoint_every steps
     per_step = (time.perf_counter() - t1) / 8
     steps = max(10, int(args.budget_minutes * 60 / per_step))
-    cfg, _ = load_config(args.config, base + overrides + [f"train.max_steps={steps}"])
+    cfg, _ = load_config(args.config, base + args.set + overrides + [f"train.max_steps={steps}"])
     tr = Pretrainer(cfg, out / name, progress=True, resume="none")
     t = time.perf_counter()
     summary = tr.fit()
@@ -59,7 +60,7 @@ def pretrain(name: str, overrides: list[str], args, out: Path) -> tuple[torch.nn
 
 
 def random_encoder(args):
-    cfg, _ = load_config(args.config, [f"train.device={args.device}"])
+    cfg, _ = load_config(args.config, [f"train.device={args.device}"] + args.set)
     tr = Pretrainer(cfg, tempfile.mkdtemp(), progress=False, resume="none")
     return tr.model.target_encoder.eval(), {"wall_s": 0.0, "clips_seen": 0}
 
@@ -67,6 +68,8 @@ def random_encoder(args):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="cpu_demo", help="pretraining preset or YAML (model, clip size, schedules)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for every method, the random encoder included (e.g. model.pos_embed=sincos)")
     ap.add_argument("--budget-minutes", type=float, default=30.0, help="pretraining wall clock per method")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--methods", default="V-JEPA,VideoMAE,MaskFeat,random")
@@ -79,7 +82,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg, _ = load_config(args.config)
+    cfg, _ = load_config(args.config, args.set)
     geo = dict(num_frames=cfg.data.num_frames, height=cfg.data.crop_size[0], width=cfg.data.crop_size[1])
     pool = SyntheticVideoDataset(SyntheticVideoConfig(**geo, num_samples=args.pool, seed=1001))
     val = SyntheticVideoDataset(SyntheticVideoConfig(**geo, num_samples=args.val, seed=2002))
@@ -111,7 +114,8 @@ def main() -> None:
                            "total_s": time.perf_counter() - t0}
         (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print(f"\n# synthetic temporal benchmark, {pool.num_classes} classes, pool {args.pool}, val {args.val}, "
-          f"{args.seeds} seeds, budget {args.budget_minutes} min/method on {args.device}, preset {args.config}")
+          f"{args.seeds} seeds, budget {args.budget_minutes} min/method on {args.device}, preset {args.config}"
+          + (f" with {' '.join(args.set)}" if args.set else ""))
     print("| method | pretrain (s) | clips seen | " + " | ".join(f"{f:.0%} labels" for f in fractions) + " |")
     print("|---|---:|---:|" + "---:|" * len(fractions))
     for m, r in results.items():
