@@ -29,9 +29,9 @@ from videojepa.training.losses import feature_stats
 from videojepa.training.trainer import Pretrainer
 
 
-def probe(enc, pool, val, fractions, seeds, device) -> dict:
-    ftr = extract_features(enc, pool, batch_size=32, device=device)
-    fva = extract_features(enc, val, batch_size=32, device=device)
+def probe(enc, pool, val, fractions, seeds, device, layers=None) -> dict:
+    ftr = extract_features(enc, pool, batch_size=32, device=device, layers=layers)
+    fva = extract_features(enc, val, batch_size=32, device=device, layers=layers)
     out = {}
     for frac in fractions:
         accs = []
@@ -58,12 +58,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="runs/recipe_search")
+    ap.add_argument("--layers", default=None,
+                    help="probe these blocks' outputs (0-based, comma-separated; through the final norm) instead of the last")
     ap.add_argument("--probe-context", action="store_true",
                     help="also probe the context encoder (the trained one; the target is its EMA)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     fractions = [float(f) for f in args.fractions.split(",")]
+    layers = [int(v) for v in args.layers.split(",")] if args.layers else None
     for spec in args.variant:
         name, _, ov = spec.partition("=")
         overrides = [o.strip() for o in ov.split(";") if o.strip()]
@@ -78,11 +81,11 @@ def main() -> None:
         is_random = name.startswith("random")
         summary = {} if is_random else tr.fit()
         wall = time.perf_counter() - t0
-        res = probe(tr.model.target_encoder.eval(), pool, val, fractions, args.seeds, args.device)
+        res = probe(tr.model.target_encoder.eval(), pool, val, fractions, args.seeds, args.device, layers)
         if args.probe_context and not is_random:
-            ctx = probe(tr.model.encoder.eval(), pool, val, fractions, args.seeds, args.device)
+            ctx = probe(tr.model.encoder.eval(), pool, val, fractions, args.seeds, args.device, layers)
             res["context_top1"], res["context_token_stats"] = ctx["top1"], ctx["val_token_stats"]
-        row = {"name": name, "overrides": overrides, "config": args.config, "steps": 0 if is_random else args.steps,
+        row = {"name": name, "overrides": overrides, "layers": layers, "config": args.config, "steps": 0 if is_random else args.steps,
                "pretrain_s": round(wall, 1), "pool": args.pool, "val": args.val, **res,
                "diagnostics": summary.get("diagnostics")}
         with open(out / "results.jsonl", "a") as f:
