@@ -59,6 +59,31 @@ def pretrain(name: str, overrides: list[str], args, out: Path) -> tuple[torch.nn
     return tr.model.target_encoder.eval(), summary
 
 
+def labeled_sets(cfg, pool_size: int, val_size: int):
+    """The labeled pool and the validation set: other generator seeds than pretraining (1001, 2002)."""
+    geo = dict(num_frames=cfg.data.num_frames, height=cfg.data.crop_size[0], width=cfg.data.crop_size[1])
+    return (SyntheticVideoDataset(SyntheticVideoConfig(**geo, num_samples=pool_size, seed=1001)),
+            SyntheticVideoDataset(SyntheticVideoConfig(**geo, num_samples=val_size, seed=2002)))
+
+
+def probe_fractions(enc, pool, val, fractions, seeds: int, device: str = "cpu", epochs: int | None = None,
+                    layers=None):
+    """Top-1 (%) of the best probe of the grid per label fraction and seed: ``{fraction: [acc per seed]}``,
+    with the validation features (to report their statistics)."""
+    ftr = extract_features(enc, pool, batch_size=32, device=device, layers=layers)
+    fva = extract_features(enc, val, batch_size=32, device=device, layers=layers)
+    kw = {"device": device, **({"epochs": epochs} if epochs else {})}
+    out = {}
+    for frac in fractions:
+        out[frac] = []
+        for seed in range(seeds):
+            idx = stratified_subset(ftr.labels, frac, seed)
+            res = train_probe_grid(ftr.subset(idx), fva, pool.num_classes, ProbeGridConfig(seed=seed, **kw),
+                                   progress=False)
+            out[frac].append(100.0 * res.best["top1"])
+    return out, fva
+
+
 def random_encoder(args):
     cfg, _ = load_config(args.config, [f"train.device={args.device}"] + args.set)
     tr = Pretrainer(cfg, tempfile.mkdtemp(), progress=False, resume="none")
@@ -83,13 +108,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg, _ = load_config(args.config, args.set)
-    geo = dict(num_frames=cfg.data.num_frames, height=cfg.data.crop_size[0], width=cfg.data.crop_size[1])
-    pool = SyntheticVideoDataset(SyntheticVideoConfig(**geo, num_samples=args.pool, seed=1001))
-    val = SyntheticVideoDataset(SyntheticVideoConfig(**geo, num_samples=args.val, seed=2002))
+    pool, val = labeled_sets(cfg, args.pool, args.val)
     fractions = [float(f) for f in args.fractions.split(",")]
-    pcfg_kw = {"device": args.device}
-    if args.probe_epochs:
-        pcfg_kw["epochs"] = args.probe_epochs
     results: dict = {}
     for method in args.methods.split(","):
         t0 = time.perf_counter()
@@ -97,16 +117,9 @@ def main() -> None:
             enc, info = random_encoder(args)
         else:
             enc, info = pretrain(method, METHODS[method], args, out)
-        ftr = extract_features(enc, pool, batch_size=32, device=args.device)
-        fva = extract_features(enc, val, batch_size=32, device=args.device)
+        top1, _ = probe_fractions(enc, pool, val, fractions, args.seeds, args.device, args.probe_epochs)
         rows = {}
-        for frac in fractions:
-            accs = []
-            for seed in range(args.seeds):
-                idx = stratified_subset(ftr.labels, frac, seed)
-                res = train_probe_grid(ftr.subset(idx), fva, pool.num_classes, ProbeGridConfig(seed=seed, **pcfg_kw),
-                                       progress=False)
-                accs.append(100.0 * res.best["top1"])
+        for frac, accs in top1.items():
             rows[frac] = {"mean": statistics.mean(accs), "std": statistics.pstdev(accs), "runs": accs}
             print(f"{method}: {frac:.0%} labels -> {rows[frac]['mean']:.1f} +- {rows[frac]['std']:.1f}", flush=True)
         results[method] = {"top1": rows, "pretrain": {k: info.get(k) for k in ("wall_s", "clips_seen", "loss_first",

@@ -120,12 +120,14 @@ def frame_types(path: Path) -> str:
 
     from videojepa.data.decode import _skipper
 
-    with av.open(str(path)) as c:
+    disposable, types = [], []
+    with av.open(str(path)) as c:  # one pass: classify each packet, then decode it
         s = c.streams.video[0]
         skip = _skipper(s)
-        disposable = [skip(bytes(p)) for p in c.demux(s) if p.size]
-    with av.open(str(path)) as c:
-        types = [int(f.pict_type) for f in c.decode(c.streams.video[0])]
+        for p in c.demux(s):
+            if p.size:
+                disposable.append(skip(bytes(p)))
+            types += [int(f.pict_type) for f in p.decode()]
     share = {name: types.count(v) / len(types) for name, v in (("I", 1), ("P", 2), ("B", 3))}
     return (f"I {share['I']:.0%} / P {share['P']:.0%} / B {share['B']:.0%}, "
             f"non-reference {sum(disposable) / len(disposable):.0%}")

@@ -18,32 +18,18 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from videojepa.config import load_config
-from videojepa.data.synthetic import SyntheticVideoConfig, SyntheticVideoDataset
-from videojepa.evaluation.features import extract_features
-from videojepa.evaluation.fewshot import stratified_subset
-from videojepa.evaluation.probe import ProbeGridConfig, train_probe_grid
 from videojepa.training.losses import feature_stats
 from videojepa.training.trainer import Pretrainer
 
+from data_efficiency import labeled_sets, probe_fractions  # same folder: the same pool, validation and probe grid
+
 
 def probe(enc, pool, val, fractions, seeds, device, layers=None) -> dict:
-    ftr = extract_features(enc, pool, batch_size=32, device=device, layers=layers)
-    fva = extract_features(enc, val, batch_size=32, device=device, layers=layers)
-    out = {}
-    for frac in fractions:
-        accs = []
-        for seed in range(seeds):
-            idx = stratified_subset(ftr.labels, frac, seed)
-            res = train_probe_grid(ftr.subset(idx), fva, pool.num_classes, ProbeGridConfig(seed=seed, device=device),
-                                   progress=False)
-            accs.append(100.0 * res.best["top1"])
-        out[f"{frac:g}"] = accs
+    top1, fva = probe_fractions(enc, pool, val, fractions, seeds, device, layers=layers)
     tokens = fva.features[:64] if fva.features.dim() == 3 else None
     stats = feature_stats(tokens.float()) if tokens is not None else {}
-    return {"top1": out, "val_token_stats": stats}
+    return {"top1": {f"{f:g}": accs for f, accs in top1.items()}, "val_token_stats": stats}
 
 
 def main() -> None:
@@ -73,9 +59,7 @@ def main() -> None:
         base = [f"train.device={args.device}", "train.checkpoint_every=100000", "train.diag_every=50",
                 "train.log_every=10", f"train.max_steps={args.steps}"]
         cfg, _ = load_config(args.config, base + overrides)
-        geo = dict(num_frames=cfg.data.num_frames, height=cfg.data.crop_size[0], width=cfg.data.crop_size[1])
-        pool = SyntheticVideoDataset(SyntheticVideoConfig(**geo, num_samples=args.pool, seed=1001))
-        val = SyntheticVideoDataset(SyntheticVideoConfig(**geo, num_samples=args.val, seed=2002))
+        pool, val = labeled_sets(cfg, args.pool, args.val)
         t0 = time.perf_counter()
         tr = Pretrainer(cfg, out / name, progress=True, resume="none")
         is_random = name.startswith("random")

@@ -269,10 +269,10 @@ def _run_embed(a) -> int:
 
         bar = tqdm(total=len(ds), initial=done_items, desc="embed", unit="clip", dynamic_ncols=True,
                    disable=not env.is_main)
-    written, skipped_all, t0 = 0, [], time.perf_counter()
-    rounds = -(-len(todo) // env.world_size)
     if a.max_shards is not None:
-        rounds = min(rounds, a.max_shards)
+        todo = todo[:a.max_shards]  # in all, whatever the number of ranks
+    skipped_all, t0 = [], time.perf_counter()
+    rounds = -(-len(todo) // env.world_size)
     try:
         for r in range(rounds):  # in each round every rank writes (at most) one shard; rank 0 records them
             s = r * env.world_size + env.rank
@@ -285,14 +285,13 @@ def _run_embed(a) -> int:
                     arrays, skipped = _embed_windows(enc, sub, a, layers, dev, bar)
                 rec = (todo[s], store.write(todo[s], arrays, skipped, record=not env.distributed))
                 skipped_all += skipped
-                written += 1
             if env.distributed:
                 import torch.distributed as dist
 
                 recs: list = [None] * env.world_size
                 dist.all_gather_object(recs, rec)
                 if env.is_main:
-                    store.add_records({k: v for k, v in (x for x in recs if x is not None)})
+                    store.add_records(dict(x for x in recs if x is not None))
                 barrier(env)
     finally:
         if bar is not None:
@@ -303,7 +302,6 @@ def _run_embed(a) -> int:
         gathered: list = [None] * env.world_size
         dist.all_gather_object(gathered, skipped_all)
         skipped_all = [x for part in gathered for x in part]
-        written = rounds
         store = FeatureStore(out, settings, num_items=len(ds), shard_size=a.shard_size, file_format=a.format,
                              extra=extra)  # re-read the index rank 0 wrote
         dist.destroy_process_group()
@@ -313,7 +311,7 @@ def _run_embed(a) -> int:
     left = store.num_shards - sum(store.done(s) for s in range(store.num_shards))
     dt = time.perf_counter() - t0
     if left:
-        print(f"stopped after {written} shard(s) in {dt:.1f} s; {left} left: run the same command again to continue")
+        print(f"stopped after {len(todo)} shard(s) in {dt:.1f} s; {left} left: run the same command again to continue")
     else:
         print(f"done: {len(ds)} items in {store.num_shards} shard(s) -> {out} ({dt:.1f} s this run)")
     return 0

@@ -56,16 +56,13 @@ class JEPA(nn.Module):
             h = normalize_targets(self.target_encoder(clips))  # [B, N, D]
             if target_norm == "clip":
                 h = standardize_per_clip(h)
-        preds, targets, losses, extra = [], [], [], []  # extra: weighted regularisers, one per mask config
+        preds, targets, losses, token_regs = [], [], [], []  # token_regs: weighted terms on context tokens
         for m, (ctx, tgt) in enumerate(masks):
             z = self.encoder(clips, masks=ctx)  # [B, Kc, D]
-            if token_var_coeff > 0 or sigreg_coeff > 0:
-                term = z.new_zeros((), dtype=torch.float32)
-                if token_var_coeff > 0:
-                    term = term + token_var_coeff * token_spread_penalty(z, token_var_target)
-                if sigreg_coeff > 0:
-                    term = term + sigreg_coeff * sigreg(z, sigreg_directions.to(z.device))
-                extra.append(term)
+            if token_var_coeff > 0:
+                token_regs.append(token_var_coeff * token_spread_penalty(z, token_var_target))
+            if sigreg_coeff > 0:
+                token_regs.append(sigreg_coeff * sigreg(z, sigreg_directions))
             p = self.predictor(z, ctx, tgt, mask_index=m if mask_token_by == "config" else 0, grid=grid)  # [B, Kt, D]
             t = apply_masks(h, tgt)
             losses.append(jepa_loss(p.float(), t.float(), loss_exp))
@@ -74,10 +71,10 @@ class JEPA(nn.Module):
         loss_jepa = torch.stack(losses).mean()
         loss_reg = variance_reg(preds) if reg_coeff > 0 else loss_jepa.new_zeros(())
         loss = loss_jepa + reg_coeff * loss_reg
-        if extra:
-            loss_extra = torch.stack(extra).mean()
-            loss = loss + loss_extra
-            loss_reg = loss_reg + loss_extra
+        if token_regs:  # each term averaged over the mask configs, as the prediction loss is
+            loss_tokens = torch.stack(token_regs).sum() / len(masks)
+            loss = loss + loss_tokens
+            loss_reg = loss_reg + loss_tokens
         return StepOutput(loss, loss_jepa, loss_reg, preds, targets)
 
     @torch.no_grad()

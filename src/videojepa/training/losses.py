@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["jepa_loss", "variance_reg", "token_spread_penalty", "normalize_targets", "feature_stats"]
+__all__ = ["jepa_loss", "variance_reg", "token_spread_penalty", "standardize_per_clip", "sigreg", "random_directions",
+           "normalize_targets", "feature_stats"]
 
 
 def normalize_targets(h: torch.Tensor) -> torch.Tensor:
@@ -57,13 +58,14 @@ def sigreg(z: torch.Tensor, directions: torch.Tensor, num_points: int = 17, t_ma
     trapezoid rule on ``[0, t_max]`` (the integrand is even); the mean over directions is returned.
     0 for N(0, I) samples; a collapsed or anisotropic set of samples scores up to ~0.5.
     """
-    x = z.reshape(-1, z.shape[-1]).float() @ directions.float()  # [N, M]
-    t = torch.linspace(0.0, t_max, num_points, device=x.device)
-    xt = x.unsqueeze(-1) * t  # [N, M, P]
-    re, im = torch.cos(xt).mean(0), torch.sin(xt).mean(0)  # [M, P]
-    gauss = torch.exp(-0.5 * t * t)
-    integrand = ((re - gauss) ** 2 + im ** 2) * gauss
-    return 2.0 * torch.trapezoid(integrand, t, dim=-1).mean()
+    with torch.autocast(z.device.type, enabled=False):  # cos/sin of bf16 projections would be too coarse
+        x = z.reshape(-1, z.shape[-1]).float() @ directions.to(z.device, torch.float32)  # [N, M]
+        t = torch.linspace(0.0, t_max, num_points, device=x.device)
+        xt = x.unsqueeze(-1) * t  # [N, M, P]
+        re, im = torch.cos(xt).mean(0), torch.sin(xt).mean(0)  # [M, P]
+        gauss = torch.exp(-0.5 * t * t)
+        integrand = ((re - gauss) ** 2 + im ** 2) * gauss
+        return 2.0 * torch.trapezoid(integrand, t, dim=-1).mean()
 
 
 def random_directions(dim: int, num: int, generator: torch.Generator) -> torch.Tensor:

@@ -233,15 +233,8 @@ class Pretrainer:
             sync_ctx = contextlib.ExitStack()
             sync_ctx.enter_context(self._no_sync(last_micro))  # held through backward
             with self._autocast():
-                extra = {} if c.loss.objective != "vjepa" else dict(
-                    token_var_coeff=c.loss.token_var_coeff, token_var_target=c.loss.token_var_target,
-                    target_norm=c.loss.target_norm)
-                if extra and c.loss.sigreg_coeff > 0:  # the same directions on every rank: a function of the step
-                    gen = torch.Generator().manual_seed(derive_seed(c.train.seed, step, "sigreg"))
-                    extra.update(sigreg_coeff=c.loss.sigreg_coeff, sigreg_directions=random_directions(
-                        c.encoder_config().embed_dim, c.loss.sigreg_slices, gen))
                 out = self.train_model(clips, masks, loss_exp=c.loss.loss_exp, reg_coeff=c.loss.reg_coeff,
-                                       mask_token_by=c.train.mask_token_by, **extra)
+                                       mask_token_by=c.train.mask_token_by, **self._vjepa_kwargs(step))
             finite = all_reduce(torch.tensor([float(torch.isfinite(out.loss).item())]), self.env, "min")
             if finite.item() < 1.0:  # collective, so that every rank stops together
                 last = find_latest(self.ckpt_dir)
@@ -331,6 +324,18 @@ class Pretrainer:
                 f"{self.data_skipped} of {seen} samples ({rate:.0%}) could not be read, more than "
                 f"data.max_failure_rate={self.cfg.data.max_failure_rate:.0%}; {len(self.skipped_files)} distinct files, e.g. "
                 + "; ".join(f"{p}: {r}" for p, r in list(self.skipped_files.items())[:3]))
+
+    def _vjepa_kwargs(self, step: int) -> dict:
+        """The V-JEPA-only loss options (the pixel objectives take none of them)."""
+        lc = self.cfg.loss
+        if lc.objective != "vjepa":
+            return {}
+        kw = dict(token_var_coeff=lc.token_var_coeff, token_var_target=lc.token_var_target, target_norm=lc.target_norm)
+        if lc.sigreg_coeff > 0:  # the same directions on every rank: a function of (seed, step)
+            gen = torch.Generator().manual_seed(derive_seed(self.cfg.train.seed, step, "sigreg"))
+            dirs = random_directions(self.model.encoder.cfg.embed_dim, lc.sigreg_slices, gen)
+            kw.update(sigreg_coeff=lc.sigreg_coeff, sigreg_directions=dirs.to(self.device))
+        return kw
 
     def _clip(self, step: int, want_norm: bool) -> torch.Tensor | None:
         """Clip (when configured) and return the total gradient norm as a tensor, or None when not
