@@ -18,6 +18,16 @@ def test_presets_resolve_and_validate():
         cfg.predictor_config()
 
 
+def test_cpu_frozen_eval_is_cpu_demo_with_its_two_changes():
+    # the preset's comment and bench/RESULTS_data_efficiency.md describe it as exactly these two overrides
+    a, _ = load_config("cpu_frozen_eval")
+    b, _ = load_config("cpu_demo", ["model.pos_embed=sincos", "optim.lr=3e-4"])
+    assert a.encoder_config() == b.encoder_config() and a.predictor_config() == b.predictor_config()
+    da, db = a.to_dict(), b.to_dict()
+    da.pop("model"), db.pop("model")
+    assert da == db
+
+
 def test_defaults_to_cpu_demo():
     cfg, _ = load_config(None)
     assert cfg == load_config("cpu_demo")[0]
