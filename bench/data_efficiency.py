@@ -84,10 +84,11 @@ def probe_fractions(enc, pool, val, fractions, seeds: int, device: str = "cpu", 
     return out, fva
 
 
-def random_encoder(args):
-    cfg, _ = load_config(args.config, [f"train.device={args.device}"] + args.set)
-    tr = Pretrainer(cfg, tempfile.mkdtemp(), progress=False, resume="none")
-    return tr.model.target_encoder.eval(), {"wall_s": 0.0, "clips_seen": 0}
+def random_encoder(config: str, overrides: list[str], device: str = "cpu") -> torch.nn.Module:
+    """The random-init baseline: the target encoder of the preset as the trainer builds it (same seed),
+    before any step. The other bench scripts compare with this one."""
+    cfg, _ = load_config(config, [f"train.device={device}"] + overrides)
+    return Pretrainer(cfg, tempfile.mkdtemp(), progress=False, resume="none").model.target_encoder.eval()
 
 
 def main() -> None:
@@ -114,7 +115,7 @@ def main() -> None:
     for method in args.methods.split(","):
         t0 = time.perf_counter()
         if method == "random":
-            enc, info = random_encoder(args)
+            enc, info = random_encoder(args.config, args.set, args.device), {"wall_s": 0.0, "clips_seen": 0}
         else:
             enc, info = pretrain(method, METHODS[method], args, out)
         top1, _ = probe_fractions(enc, pool, val, fractions, args.seeds, args.device, args.probe_epochs)

@@ -18,15 +18,14 @@ its context encoder; ``--random PRESET[:KEY=VALUE;...]`` builds the random-init 
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 import torch
 
 import videojepa
-from videojepa.config import load_config
 from videojepa.data.synthetic import SyntheticVideoConfig, SyntheticVideoDataset
 from videojepa.training.checkpoint import find_latest
-from videojepa.training.trainer import Pretrainer
+
+from data_efficiency import random_encoder  # same folder: the random baseline the other scripts probe
 
 
 def tubelets(clips: torch.Tensor, tubelet: int, patch: int) -> torch.Tensor:
@@ -36,24 +35,25 @@ def tubelets(clips: torch.Tensor, tubelet: int, patch: int) -> torch.Tensor:
     return x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(N, -1, C, tubelet, patch, patch)
 
 
-def ridge_r2(feats: torch.Tensor, target: torch.Tensor, n_fit: int, lam: float = 1.0) -> float:
-    """R^2 on clips ``n_fit:`` of a ridge fit on clips ``:n_fit``; ``feats [N, K, D]``, ``target [N, K, P]``."""
-    X, Y = feats.double(), target.double()
+def ridge_r2(feats: torch.Tensor, targets: dict[str, torch.Tensor], n_fit: int, lam: float = 1.0) -> dict[str, float]:
+    """R^2 on clips ``n_fit:`` of one ridge fit on clips ``:n_fit`` (all targets at once: one solve), per
+    target; ``feats [N, K, D]``, each target ``[N, K, P]``. The baseline of R^2 is the fitted clips' mean."""
+    names, widths = list(targets), [t.shape[-1] for t in targets.values()]
+    X, Y = feats.double(), torch.cat([t.double() for t in targets.values()], -1)
     Xf, Xt = X[:n_fit].flatten(0, 1), X[n_fit:].flatten(0, 1)
     Yf, Yt = Y[:n_fit].flatten(0, 1), Y[n_fit:].flatten(0, 1)
     mu, sd = Xf.mean(0), Xf.std(0) + 1e-6
     one = lambda z: torch.cat([(z - mu) / sd, torch.ones(len(z), 1, dtype=z.dtype)], 1)  # noqa: E731
     A, B = one(Xf), one(Xt)
     W = torch.linalg.solve(A.T @ A + lam * torch.eye(A.shape[1], dtype=A.dtype), A.T @ Yf)
-    return float(1.0 - ((B @ W - Yt) ** 2).sum() / ((Yt - Yf.mean(0)) ** 2).sum())
+    err, var = ((B @ W - Yt) ** 2).sum(0), ((Yt - Yf.mean(0)) ** 2).sum(0)
+    return {n: float(1.0 - e.sum() / v.sum()) for n, e, v in zip(names, err.split(widths), var.split(widths))}
 
 
 def encoders(args):
     for spec in args.random:
         preset, _, ov = spec.partition(":")
-        cfg, _ = load_config(preset, [o for o in ov.split(";") if o.strip()])
-        tr = Pretrainer(cfg, tempfile.mkdtemp(), progress=False, resume="none")
-        yield f"random ({spec})", tr.model.target_encoder
+        yield f"random ({spec})", random_encoder(preset, [o for o in ov.split(";") if o.strip()])
     for run in args.run:
         ckpt = find_latest(f"{run}/checkpoints")
         if ckpt is None:
@@ -91,7 +91,7 @@ def main() -> None:
         with torch.inference_mode():
             feats = torch.cat([enc(clips[i:i + 50]) for i in range(0, len(clips), 50)]).float()
         n_fit = 3 * len(clips) // 4
-        r2 = {k: ridge_r2(feats, v, n_fit) for k, v in targets.items()}
+        r2 = ridge_r2(feats, targets, n_fit)
         within, overall = feats.std(1).mean().item(), feats.flatten(0, 1).std(0).mean().item()
         print(f"| {name} | {r2['time']:.3f} | {r2['row']:.3f} | {r2['pixels']:.3f} | {r2['diff']:.3f} | "
               f"{within:.3f} | {overall:.3f} |", flush=True)

@@ -28,6 +28,25 @@ def test_cpu_frozen_eval_is_cpu_demo_with_its_two_changes():
     assert da == db
 
 
+def test_base_key_merges_a_yaml_over_another(tmp_path):
+    (tmp_path / "mine.yaml").write_text("base: cpu_test\noptim:\n  lr: 2.0e-4\ndata:\n  batch_size: 3\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "child.yaml").write_text("base: ../mine.yaml\ntrain:\n  max_steps: 7\n")
+    cfg, _ = load_config(tmp_path / "sub" / "child.yaml")  # a relative base path is relative to the file
+    want, _ = load_config("cpu_test", ["optim.lr=2e-4", "data.batch_size=3", "train.max_steps=7"])
+    assert cfg == want
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "bad.yaml").write_text("base: [cpu_test]\n")
+    with pytest.raises(ConfigError, match="base must be"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "nobase.yaml").write_text("base: no_such_preset\n")
+    with pytest.raises(ConfigError, match="no_such_preset"):
+        load_config(tmp_path / "nobase.yaml")
+
+
 def test_defaults_to_cpu_demo():
     cfg, _ = load_config(None)
     assert cfg == load_config("cpu_demo")[0]

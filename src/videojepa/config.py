@@ -463,6 +463,32 @@ def _read_yaml(name_or_path: str | Path) -> tuple[dict, str]:
     return d, src
 
 
+def _merge(base: dict, child: dict) -> dict:
+    """``child`` over ``base``: mappings merge key by key, anything else (lists included) is replaced."""
+    out = copy.deepcopy(base)
+    for k, v in child.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def _read_with_base(name_or_path: str | Path, seen: tuple[str, ...]) -> tuple[dict, str]:
+    """A YAML whose top-level ``base: PRESET_OR_PATH`` names the config it changes: that config (itself
+    resolved the same way), with this file's keys merged over it."""
+    d, src = _read_yaml(name_or_path)
+    if "base" not in d:
+        return d, src
+    base = d.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{src}: base must be a preset name or a YAML path, got {base!r}")
+    key = src if src.startswith("preset ") else str(Path(src).resolve())
+    if key in seen:
+        raise ConfigError(f"{src}: base configs form a cycle: {' -> '.join(seen + (key,))}")
+    if not Path(base).is_absolute() and Path(base).suffix in (".yaml", ".yml") and Path(str(name_or_path)).exists():
+        base = str(Path(str(name_or_path)).parent / base)  # a relative YAML path is relative to this file
+    parent, _ = _read_with_base(base, seen + (key,))
+    return _merge(parent, d), src
+
+
 def apply_overrides(d: dict, overrides: list[str]) -> dict:
     """Apply ``a.b.c=value`` strings (values parsed as YAML) to a nested dict, in order."""
     d = copy.deepcopy(d)
@@ -491,7 +517,7 @@ def load_config(name_or_path: str | Path | None = None, overrides: list[str] | N
     """
     from .interop.official_config import is_official, translate_official
 
-    d, src = _read_yaml(name_or_path or "cpu_demo")
+    d, src = _read_with_base(name_or_path or "cpu_demo", ())
     notes: list[str] = []
     if is_official(d):
         d, notes = translate_official(d, src)
