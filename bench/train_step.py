@@ -1,9 +1,13 @@
-"""Throughput and peak memory of one full V-JEPA training step.
+"""Throughput and peak memory of one full V-JEPA training step, and of one fine-tuning step.
 
 A step is: EMA target encoder on the full clip, the context encoder once per mask config on its
 visible tokens, the predictor, the L1 loss, backward, AdamW, and the EMA update: exactly what
 ``videojepa pretrain`` runs (``Pretrainer``'s model and optimiser, fed random clips and real
 multi-block masks so that data generation is not timed).
+
+The fine-tuning rows time what ``videojepa finetune`` runs per step: the same encoder with the V-JEPA 1
+attentive head on all tokens, cross-entropy, backward, AdamW with layer-decay groups (end to end), and the
+head-only first stage (encoder forward without gradients, ``optim.freeze_steps``).
 
 Every variant is timed in this one process, interleaved round-robin over ``--repeats`` rounds so
 that machine drift hits all rows alike; the table reports the median clips/s and the ratio to the
@@ -45,11 +49,63 @@ GPU_PRESETS = {
 
 
 def variants(device: str):
-    if device == "cpu":
-        return {"float32": ("float32", []), "bf16 autocast": ("bfloat16", []),
-                "float32 + act. ckpt": ("float32", ["model.activation_checkpointing=true",
-                                                    "predictor.activation_checkpointing=true"])}
-    return {"bf16 autocast": ("bfloat16", [])}
+    dt = "float32" if device == "cpu" else "bfloat16"
+    v = {"float32": ("float32", []), "bf16 autocast": ("bfloat16", []),
+         "float32 + act. ckpt": ("float32", ["model.activation_checkpointing=true",
+                                             "predictor.activation_checkpointing=true"])} if device == "cpu" else {
+        "bf16 autocast": ("bfloat16", [])}
+    v[f"fine-tune, end to end ({dt})"] = (dt, ["finetune"])
+    v[f"fine-tune, head only ({dt})"] = (dt, ["finetune-frozen"])
+    return v
+
+
+class FinetuneStep:
+    """One ``videojepa finetune`` step on random clips: encoder + V-JEPA 1 attentive head, label-smoothed CE."""
+
+    def __init__(self, overrides: list[str], dtype: str, device: str, batch: int, frozen: bool):
+        from videojepa.models.classifier import VideoClassifier
+        from videojepa.models.pooler import ProbeConfig, build_classifier
+        from videojepa.models.vit import VisionTransformer
+        from videojepa.training.optim import layer_decay_param_groups
+
+        cfg, _ = load_config("cpu_demo", overrides + [f"data.batch_size={batch}"])
+        self.device = torch.device(device)
+        self.dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+        torch.manual_seed(0)
+        ec = cfg.encoder_config()
+        enc = VisionTransformer(ec)
+        head = build_classifier(ProbeConfig.vjepa1(ec.embed_dim, ec.num_heads, 14))
+        head.pooler.cross_attention_block.xattn.proj.requires_grad_(False)
+        self.model = VideoClassifier(enc, head).to(self.device)
+        self.opt = torch.optim.AdamW(layer_decay_param_groups(enc, head, weight_decay=0.05, layer_decay=0.75), lr=1e-4)
+        d = cfg.data
+        self.clips = torch.randn(batch, 3, d.num_frames, *d.crop_size, device=self.device)
+        self.labels = torch.randint(14, (batch,), device=self.device)
+        self.frozen = frozen
+
+    def __call__(self):
+        ctx = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32 else torch.autocast(
+            self.device.type, enabled=False)
+        with ctx:
+            if self.frozen:
+                with torch.no_grad():
+                    tokens = self.model.encoder(self.clips)
+                logits = self.model.head(tokens)
+            else:
+                logits = self.model(self.clips)
+        torch.nn.functional.cross_entropy(logits.float(), self.labels, label_smoothing=0.1).backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def make_step(overrides: list[str], dtype: str, device: str, batch: int):
+    kind = [o for o in overrides if o.startswith("finetune")]
+    rest = [o for o in overrides if not o.startswith("finetune")]
+    if kind:
+        return FinetuneStep(rest, dtype, device, batch, frozen=kind[0] == "finetune-frozen")
+    return Step(rest, dtype, device, batch)
 
 
 class Step:
@@ -94,8 +150,8 @@ def _rss_mib() -> float:
 
 
 def measure_memory_subprocess(overrides, dtype, device, batch) -> float:
-    code = ("import json,sys,resource; sys.path.insert(0, %r); from train_step import Step, _rss_mib;"
-            "s=Step(%r,%r,%r,%r); base=_rss_mib(); s(); s(); s();"
+    code = ("import json,sys,resource; sys.path.insert(0, %r); from train_step import make_step, _rss_mib;"
+            "s=make_step(%r,%r,%r,%r); base=_rss_mib(); s(); s(); s();"
             "print(json.dumps(_rss_mib()-base))") % (sys.path[0], overrides, dtype, device, batch)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
     if r.returncode:
@@ -121,7 +177,7 @@ def main() -> None:
     print(f"| preset | variant | clips/s | ratio | peak memory (MiB) |")
     print(f"|---|---|---:|---:|---:|")
     for label, over in presets.items():
-        rows = {name: Step(over + extra, dt, a.device, batch) for name, (dt, extra) in variants(a.device).items()}
+        rows = {name: make_step(over + extra, dt, a.device, batch) for name, (dt, extra) in variants(a.device).items()}
         for s in rows.values():  # warm-up
             s()
         times = {n: [] for n in rows}

@@ -9,7 +9,7 @@ from .models.registry import create_model, list_models
 
 __all__ = ["list_models", "create_model", "load", "PARTS"]
 
-PARTS = ("encoder", "target_encoder", "predictor", "probe")
+PARTS = ("encoder", "target_encoder", "predictor", "probe", "classifier")
 
 
 def load(path_or_name: str | Path, part: str | None = None, *, config=None, map_location="cpu",
@@ -22,7 +22,8 @@ def load(path_or_name: str | Path, part: str | None = None, *, config=None, map_
     fetched from the cache, downloaded there when allowed).
 
     ``part``: ``target_encoder`` (the EMA encoder, which the published probes were trained on), ``encoder``,
-    ``predictor`` or ``probe``. Default: the probe of a probe file, else the encoder the source was evaluated
+    ``predictor``, ``probe`` or ``classifier`` (encoder + head of a ``videojepa finetune`` export:
+    clips ``[B, C, T, H, W]`` -> logits). Default: the classifier of a fine-tuned export, the probe of a probe file, else the encoder the source was evaluated
     with (``target_encoder`` when present). ``config``: architecture facts the file cannot tell (e.g.
     ``{"encoder": {"num_heads": 16}}``); facts it can tell are checked against it.
 

@@ -557,6 +557,8 @@ def _run_classify(a) -> int:
         raise CliError(f"cannot load the probe from {pdir}: {e}") from e
     ev = pcfg.get("evaluation") or {}
     ckpt = a.checkpoint or ev.get("checkpoint")
+    if ckpt == ".":  # a fine-tuned classifier: its encoder is in the same folder
+        ckpt = str(pdir)
     if not ckpt:
         raise CliError(f"{pdir}/config.json does not say which encoder made its features: give --checkpoint")
     enc = _load_encoder(ckpt, a.encoder or ev.get("encoder"))

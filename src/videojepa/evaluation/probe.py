@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.pooler import PROBE_LN_EPS, AttentiveClassifier, ProbeConfig
+from ..models.pooler import PROBE_LN_EPS, AttentiveClassifier, MeanPoolClassifier, ProbeConfig
 from ..rng import derive_seed, torch_generator
 from .features import FeatureSet
 from .metrics import summarize, topk_accuracy
@@ -523,7 +523,7 @@ def save_probe(probe: nn.Module, dst: str | Path, *, class_names=None, evaluatio
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     names = list(class_names) if class_names is not None else None
-    if isinstance(probe, AttentiveClassifier):
+    if isinstance(probe, (AttentiveClassifier, MeanPoolClassifier)):
         from ..interop.weights import Weights, write_videojepa
 
         w = Weights(source="videojepa probe", format="videojepa", probe=probe.cfg,

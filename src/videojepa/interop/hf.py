@@ -302,6 +302,9 @@ def read_hf_folder(folder: str | Path, cfg: dict, given: dict):
 def hf_probe_problems(enc: EncoderConfig, probe: ProbeConfig) -> tuple[list[str], list[str]]:
     """(blocking problems, notes) for expressing ``probe`` as the head of an HF ``VJEPA2ForVideoClassification``."""
     bad, notes = [], []
+    if probe.kind != "attentive":
+        bad.append(f"a {probe.kind} head (HF's classification head is the attentive pooler; fine-tune with "
+                   "head.kind=attentive to export to HF)")
     if probe.embed_dim != enc.embed_dim:
         bad.append(f"probe width {probe.embed_dim} != encoder width {enc.embed_dim}")
     if probe.num_heads != enc.num_heads:
@@ -332,9 +335,14 @@ def write_hf_folder(w, dst: str | Path, encoder_part: str | None = None, with_pr
     encoder_part = encoder_part or w.default_part()
     if encoder_part not in ("encoder", "target_encoder"):
         encoder_part = "target_encoder" if "target_encoder" in w.states else "encoder"
+    notes: list[str] = []
     if "predictor" not in w.states:
-        raise WeightsError(f"{w.source}: HF VJEPA2Model always has a predictor, and this source has none "
-                           f"(parts: {', '.join(w.parts)})")
+        if not (with_probe and "probe" in w.states):
+            raise WeightsError(f"{w.source}: HF VJEPA2Model always has a predictor, and this source has none "
+                               f"(parts: {', '.join(w.parts)})")
+        w = _with_placeholder_predictor(w)
+        notes.append("this classifier has no predictor, but HF's VJEPA2Model always holds one: a 1-block predictor "
+                     "(seeded init) was written, which VJEPA2ForVideoClassification never runs")
     for p in (encoder_part, "predictor"):
         w.check(p)
     if w.encoder.pos_embed == "sincos":
@@ -347,10 +355,10 @@ def write_hf_folder(w, dst: str | Path, encoder_part: str | None = None, with_pr
     sd = videojepa_to_hf(w.states[encoder_part], w.states["predictor"])
     cfg = {"model_type": "vjepa2", "architectures": ["VJEPA2Model"], **kwargs, "hidden_act": "gelu",
            "initializer_range": 0.02, "attention_probs_dropout_prob": 0.0, "attention_dropout": 0.0}
-    notes: list[str] = []
     if with_probe and "probe" in w.states:
         w.check("probe")
-        bad, notes = hf_probe_problems(w.encoder, w.probe)
+        bad, more = hf_probe_problems(w.encoder, w.probe)
+        notes += more
         if bad:
             raise WeightsError(f"{w.source}: the probe cannot be expressed as HF's classification head: " + "; ".join(bad))
         head = dict(w.states["probe"])
@@ -369,3 +377,20 @@ def write_hf_folder(w, dst: str | Path, encoder_part: str | None = None, with_pr
     tmp.replace(dst / "model.safetensors")
     (dst / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     return dst, notes
+
+
+def _with_placeholder_predictor(w):
+    """``w`` with a small predictor added (HF's classifier holds a VJEPA2Model, whose predictor it never runs)."""
+    import dataclasses
+
+    import torch
+
+    from ..models.predictor import Predictor, PredictorConfig
+
+    e = w.encoder
+    cfg = PredictorConfig(embed_dim=e.embed_dim, depth=1, num_heads=e.num_heads, num_mask_tokens=1,
+                          pos_embed=e.pos_embed, rope_variant=e.rope_variant, layer_norm_eps=e.layer_norm_eps)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        pred = Predictor(cfg, e.embed_dim, e.grid, e.pos_embed, e.rope_variant)
+    return dataclasses.replace(w, predictor=cfg, states={**w.states, "predictor": pred.state_dict()})

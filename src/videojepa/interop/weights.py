@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..models.pooler import AttentiveClassifier, ProbeConfig
+from ..models.pooler import ProbeConfig, build_classifier
 from ..models.predictor import Predictor, PredictorConfig
 from ..models.vit import EncoderConfig, VisionTransformer
 
@@ -77,7 +77,10 @@ class Weights:
         return [p for p in PARTS if p in self.states]
 
     def default_part(self) -> str:
-        """``probe`` for a probe file, else the encoder its probes were evaluated with."""
+        """``classifier`` for a fine-tuned classifier (encoder + head), ``probe`` for a probe file, else the
+        encoder its probes were evaluated with."""
+        if self.meta.get("task") == "classification" and "probe" in self.states and "encoder" in self.states:
+            return "classifier"
         if self.parts == ["probe"]:
             return "probe"
         ev = self.meta.get("evaluated_with")
@@ -98,7 +101,7 @@ class Weights:
             if part == "predictor":
                 e = self.encoder
                 return Predictor(self.predictor, e.embed_dim, e.grid, e.pos_embed, e.rope_variant)
-            return AttentiveClassifier(self.probe)
+            return build_classifier(self.probe)
 
     def check(self, part: str) -> None:
         """Raise :class:`WeightsError` naming every missing, unexpected and mis-shaped key of ``part``."""
@@ -109,6 +112,14 @@ class Weights:
     def build(self, part: str | None = None) -> nn.Module:
         """The module for ``part`` with these weights, loaded strictly, in eval mode, with ``pretrained_cfg``."""
         part = part or self.default_part()
+        if part == "classifier":
+            from ..models.classifier import VideoClassifier
+
+            for p in ("encoder", "probe"):
+                self._require(p)
+            model = VideoClassifier(self.build("encoder"), self.build("probe"))
+            model.pretrained_cfg = self.info("encoder")
+            return model.eval()
         self.check(part)
         # built on the meta device and filled from the file: no time spent on a random init that is overwritten
         model = self.new_module(part, device="meta").to_empty(device="cpu")
@@ -427,7 +438,7 @@ def _read_ours(st_path: Path, cfg: dict, source: str, given: dict) -> Weights:
     probe = ProbeConfig.from_dict(cfg["probe"]) if cfg.get("probe") else None
     enc, pred, probe = _apply_given(enc, pred, probe, given)
     file_keys = {p: {k: f"{p}.{k}" for k in sd} for p, sd in states.items()}
-    meta = {k: cfg[k] for k in ("evaluated_with", "preprocessing", "labels", "name", "converted_from")
+    meta = {k: cfg[k] for k in ("evaluated_with", "preprocessing", "labels", "name", "converted_from", "task")
             if cfg.get(k) is not None}
     return Weights(source=source, format="videojepa", encoder=enc, predictor=pred, probe=probe, states=states,
                    file_keys=file_keys, notes=list(cfg.get("notes", [])), meta=meta)
@@ -459,6 +470,7 @@ def write_videojepa(w: Weights, dst: str | Path, parts: list[str] | None = None)
         "labels": info.get("labels"),
         "name": info.get("name"),
         "converted_from": info.get("converted_from") or {"format": w.format, "path": w.source},
+        "task": info.get("task") if "probe" in parts and "encoder" in parts else None,
         "notes": list(w.notes),
     }
     tmp = dst / "model.safetensors.tmp"

@@ -34,15 +34,19 @@ import torch.nn.functional as F
 from .layers import Block, Mlp, trunc_normal_init
 
 __all__ = ["ProbeConfig", "CrossAttention", "CrossAttentionBlock", "AttentivePooler", "AttentiveClassifier",
-           "SELF_ATTN_POSITIONS"]
+           "MeanPoolClassifier", "build_classifier", "SELF_ATTN_POSITIONS", "HEAD_KINDS"]
 
 SELF_ATTN_POSITIONS = ("before", "after")
+HEAD_KINDS = ("attentive", "meanpool")
 PROBE_LN_EPS = 1e-5  # torch.nn.LayerNorm's default, which the official probes use
 
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """An attentive probe. Defaults are the V-JEPA 2 form; :meth:`vjepa1` gives the V-JEPA 1 form."""
+    """A classification head on encoder tokens. Defaults are the V-JEPA 2 attentive probe; :meth:`vjepa1` gives
+    the V-JEPA 1 form. ``kind="meanpool"`` is VideoMAE's fine-tuning head (:class:`MeanPoolClassifier`: mean of
+    the tokens, LayerNorm, Linear; the attention fields are then unused). ``dropout``: on the pooled feature,
+    before the final Linear (training only; it does not change the weights)."""
 
     embed_dim: int = 1024
     num_heads: int = 16
@@ -55,8 +59,15 @@ class ProbeConfig:
     qkv_bias: bool = True
     layer_norm_eps: float = PROBE_LN_EPS
     init_std: float = 0.02
+    kind: str = "attentive"
+    dropout: float = 0.0
+    init_scale: float = 1.0  # the final Linear's initial weights are multiplied by this (VideoMAE: 1e-3)
 
     def __post_init__(self) -> None:
+        if self.kind not in HEAD_KINDS:
+            raise ValueError(f"probe.kind must be one of {HEAD_KINDS}, got {self.kind!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"probe.dropout must be in [0, 1), got {self.dropout}")
         for name in ("embed_dim", "num_heads", "depth", "num_classes", "num_queries"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"probe.{name} must be >= 1, got {getattr(self, name)}")
@@ -154,6 +165,7 @@ class AttentiveClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.pooler = AttentivePooler(cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
         self.linear = nn.Linear(cfg.embed_dim, cfg.num_classes)
         self.reset_parameters()
 
@@ -163,7 +175,7 @@ class AttentiveClassifier(nn.Module):
         q = self.pooler(x)
         if q.shape[1] == 1:
             q = q.squeeze(1)
-        return self.linear(q)
+        return self.linear(self.dropout(q))
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -182,3 +194,37 @@ class AttentiveClassifier(nn.Module):
         xblock.mlp.fc2.weight.div_(math.sqrt(2.0 * xlayer))
         if xblock.xattn.proj is not None:
             xblock.xattn.proj.weight.div_(math.sqrt(2.0 * xlayer))
+        if self.cfg.init_scale != 1.0:
+            self.linear.weight.mul_(self.cfg.init_scale)
+
+
+class MeanPoolClassifier(nn.Module):
+    """VideoMAE's fine-tuning head: tokens ``[B, N, D]`` -> mean over ``N`` -> ``fc_norm`` (LayerNorm) -> dropout
+    -> ``linear``; the Linear starts at trunc-normal(``init_std``) x ``init_scale`` (VideoMAE: 0.02 x 1e-3), biases 0.
+    Like the attentive probes it has no position information, so the token order does not matter."""
+
+    def __init__(self, cfg: ProbeConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.fc_norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.linear = nn.Linear(cfg.embed_dim, cfg.num_classes)
+        self.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 3 or x.shape[-1] != self.cfg.embed_dim:
+            raise ValueError(f"head expects tokens [B, N, {self.cfg.embed_dim}], got shape {tuple(x.shape)}")
+        return self.linear(self.dropout(self.fc_norm(x.mean(dim=1))))
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.fc_norm.weight)
+        nn.init.zeros_(self.fc_norm.bias)
+        nn.init.trunc_normal_(self.linear.weight, std=self.cfg.init_std, a=-2.0, b=2.0)
+        self.linear.weight.mul_(self.cfg.init_scale)
+        nn.init.zeros_(self.linear.bias)
+
+
+def build_classifier(cfg: ProbeConfig) -> nn.Module:
+    """The head ``cfg`` describes: :class:`AttentiveClassifier` or :class:`MeanPoolClassifier`."""
+    return MeanPoolClassifier(cfg) if cfg.kind == "meanpool" else AttentiveClassifier(cfg)

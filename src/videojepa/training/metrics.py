@@ -14,21 +14,23 @@ COLUMNS = ["step", "loss", "loss_jepa", "loss_reg", "lr", "wd", "ema", "grad_nor
 class MetricsLog:
     """Append-only CSV of per-step metrics. On resume, rows after the resumed step are dropped."""
 
-    def __init__(self, path: str | Path, resume_step: int | None = None) -> None:
+    def __init__(self, path: str | Path, resume_step: int | None = None, columns: list[str] | None = None) -> None:
         self.path = Path(path)
+        self.columns = list(columns or COLUMNS)
         rows = self.read() if resume_step is not None and self.path.exists() else []
-        rows = [r for r in rows if int(float(r["step"])) < (resume_step or 0)]
+        rows = [{k: v for k, v in r.items() if k in self.columns} for r in rows
+                if int(float(r["step"])) < (resume_step or 0)]
         with self.path.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w = csv.DictWriter(f, fieldnames=self.columns)
             w.writeheader()
             w.writerows(rows)
 
     def append(self, row: dict) -> None:
-        unknown = set(row) - set(COLUMNS)
+        unknown = set(row) - set(self.columns)
         if unknown:
             raise KeyError(f"unknown metric column(s): {sorted(unknown)}")
         with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=COLUMNS).writerow({k: _fmt(v) for k, v in row.items()})
+            csv.DictWriter(f, fieldnames=self.columns).writerow({k: _fmt(v) for k, v in row.items()})
 
     def read(self) -> list[dict]:
         with self.path.open() as f:
