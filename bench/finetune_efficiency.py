@@ -1,13 +1,15 @@
 """The data-efficiency table in its fine-tuned form: pretrained inits vs training from scratch, few labels.
 
 For each objective -- V-JEPA, VideoMAE (pixels), MaskFeat (HOG) -- the script pretrains the same encoder on
-the embedded synthetic videos (the unlabelled stream, seed 0) for the same calibrated wall-clock budget
-(cached in ``OUT/pretrain``: a finished run is reused), then fine-tunes each init, and a random-init encoder
+the embedded synthetic videos (the unlabelled stream, seed 0) for the same wall-clock budget, as a step count
+from each objective's seconds per step measured back to back at the start (cached in ``OUT/pretrain``: a
+finished run is reused), then fine-tunes each init, and a random-init encoder
 of the same architecture (from scratch), end to end with ``videojepa finetune``'s :class:`Finetuner` on 1% /
 10% / 100% of a fixed labelled pool (``synthetic:train:POOL``, the same stratified subsets ``videojepa
 probe`` draws), for the same number of steps for every row, over several seeds, and reports validation
-top-1 (``synthetic:val:VAL``). Beside it, the frozen attentive-probe figure of each encoder (the probe grid
-of ``videojepa probe``) on the same subsets. Every run is cached (its ``results.json``), so a second call
+top-1 (``synthetic:val:VAL``). Beside it, the frozen attentive-probe figure of each encoder on the same subset:
+the recipe starts the head from the best probe of ``videojepa probe``'s grid on the frozen features
+(``head.init=probe``), whose validation top-1 is that figure. Every run is cached (its ``results.json``), so a second call
 with more seeds or fractions only runs what is missing.
 
     python bench/finetune_efficiency.py                                    # the defaults below
@@ -27,39 +29,54 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data_efficiency import METHODS, probe_fractions, random_encoder  # noqa: E402
+from data_efficiency import METHODS  # noqa: E402
 
 from videojepa.config import load_config  # noqa: E402
-from videojepa.data.synthetic import SyntheticVideoConfig, SyntheticVideoDataset  # noqa: E402
-from videojepa.evaluation.datasets import SYNTHETIC_SPLITS  # noqa: E402
 from videojepa.training.checkpoint import find_latest  # noqa: E402
 from videojepa.training.finetune import Finetuner  # noqa: E402
 from videojepa.training.finetune_config import load_finetune_config  # noqa: E402
 from videojepa.training.trainer import Pretrainer  # noqa: E402
 
-# the fine-tuning recipe every row gets (see bench/RESULTS_finetune.md for how it was chosen)
-RECIPE = ["optim.freeze_steps=60", "optim.freeze_lr=3e-3", "optim.lr=5e-4", "optim.layer_decay=0.75",
-          "optim.warmup_steps=20", "model.drop_path=0.1", "aug.label_smoothing=0.1", "head.kind=attentive",
-          "head.depth=1", "train.log_every=10"]
+# the fine-tuning recipe every row gets (see bench/RESULTS_finetune.md for how it was chosen): linear-probe-then-
+# fine-tune -- the head starts from the best probe of `videojepa probe`'s grid on the frozen features of the same
+# labelled subset (whose validation top-1 is the frozen-probe column), then everything trains end to end
+RECIPE = ["head.init=probe", "head.kind=attentive", "head.depth=1", "optim.freeze_steps=0", "optim.lr=2e-4",
+          "optim.layer_decay=0.75", "optim.warmup_steps=20", "model.drop_path=0.1", "aug.label_smoothing=0.1",
+          "train.log_every=10"]
 
 
-def pretrain_cached(name: str, config: str, minutes: float, out: Path, device: str = "cpu") -> Path:
-    """The newest checkpoint of ``out/name`` once pretrained for ``minutes`` (a step count calibrated from 8
-    timed steps); reused when its summary says it finished."""
+def calibrate(methods: list[str], config: str, out: Path, device: str = "cpu") -> dict:
+    """Seconds per pretraining step of each objective, from 8 timed steps after 2 warm-up steps, all measured
+    back to back before any long job (so that every objective is timed on the same, idle machine); cached in
+    ``out/calibration.json``."""
+    path = out / "calibration.json"
+    cal = json.loads(path.read_text()) if path.is_file() else {}
+    for name in methods:
+        if name in cal:
+            continue
+        cfg, _ = load_config(config, [f"train.device={device}", "train.checkpoint_every=100000",
+                                      "train.max_steps=1000000"] + METHODS[name])
+        probe = Pretrainer(cfg, out / f"{name}-calib", progress=False, resume="none")
+        probe.fit(until=2)
+        t1 = time.perf_counter()
+        probe.fit(until=10)
+        cal[name] = (time.perf_counter() - t1) / 8
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cal, indent=2))
+    return cal
+
+
+def pretrain_cached(name: str, config: str, minutes: float, per_step: float, out: Path, device: str = "cpu") -> Path:
+    """The newest checkpoint of ``out/name`` once pretrained for ``minutes`` at ``per_step`` seconds per step
+    (the calibrated rate: equal wall clock on an idle machine, whatever else runs meanwhile); reused when its
+    summary says it finished."""
     run = out / name
     done = run / "summary.json"
     if done.is_file() and json.loads(done.read_text()).get("finished"):
         return find_latest(run / "checkpoints")
-    base = [f"train.device={device}", "train.checkpoint_every=100000", "train.diag_every=50", "train.log_every=10"]
-    overrides = base + METHODS[name]
-    cfg, _ = load_config(config, overrides + ["train.max_steps=1000000"])
-    probe = Pretrainer(cfg, out / f"{name}-calib", progress=False, resume="none")
-    probe.fit(until=2)
-    t1 = time.perf_counter()
-    probe.fit(until=10)
-    per_step = (time.perf_counter() - t1) / 8
     steps = max(10, int(minutes * 60 / per_step))
-    cfg, _ = load_config(config, overrides + [f"train.max_steps={steps}"])
+    base = [f"train.device={device}", "train.checkpoint_every=100", "train.diag_every=50", "train.log_every=10"]
+    cfg, _ = load_config(config, base + METHODS[name] + [f"train.max_steps={steps}"])
     tr = Pretrainer(cfg, run, progress=True, resume="auto")
     t = time.perf_counter()
     s = tr.fit()
@@ -90,14 +107,6 @@ def finetune_run(init: str, frac: float, seed: int, args, out: Path) -> dict:
     return r
 
 
-def frozen_probe(enc, args, fractions, seeds) -> dict:
-    geo = dict(num_frames=16, height=64, width=64)
-    pool = SyntheticVideoDataset(SyntheticVideoConfig(**geo, num_samples=args.pool, seed=SYNTHETIC_SPLITS["train"][0]))
-    val = SyntheticVideoDataset(SyntheticVideoConfig(**geo, num_samples=args.val, seed=SYNTHETIC_SPLITS["val"][0]))
-    top1, _ = probe_fractions(enc, pool, val, fractions, len(seeds), args.device, args.probe_epochs)
-    return {str(f): v for f, v in top1.items()}
-
-
 def _ms(vals) -> str:
     if not vals:
         return "-"
@@ -116,13 +125,10 @@ def main() -> None:
     ap.add_argument("--val", type=int, default=350)
     ap.add_argument("--steps", type=int, default=200, help="fine-tuning steps, the same for every row")
     ap.add_argument("--eval-every", type=int, default=100)
-    ap.add_argument("--probe-epochs", type=int, default=None)
-    ap.add_argument("--no-probe", action="store_true", help="skip the frozen-probe column")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fine-tuning override for every row")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="runs/finetune_efficiency")
     args = ap.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     out = Path(args.out)
     recipe_key = hashlib.sha1(json.dumps([RECIPE, args.set, args.steps, args.pool, args.val]).encode()).hexdigest()[:8]
     ft_root = out / f"finetune-{recipe_key}"
@@ -132,36 +138,28 @@ def main() -> None:
     fractions = [float(f) for f in args.fractions.split(",")]
     seeds = list(range(args.seeds))
     table: dict = {}
-    for method in args.methods.split(","):
+    methods = args.methods.split(",")
+    cal = calibrate([m for m in methods if m != "random"], args.config, out / "pretrain", args.device)
+    for method in methods:
         if method == "random":
             init, info = "random", {}
         else:
-            ckpt = pretrain_cached(method, args.config, args.pretrain_minutes, out / "pretrain", args.device)
+            ckpt = pretrain_cached(method, args.config, args.pretrain_minutes, cal[method], out / "pretrain", args.device)
             init = str(ckpt)
             info = json.loads((out / "pretrain" / method / "summary.json").read_text())
         row = {"pretrain": {k: info.get(k) for k in ("steps", "wall_s", "clips_seen", "budget_minutes", "loss_first",
-                                                     "loss_last")}, "finetune": {}, "frozen": {}}
+                                                     "loss_last", "calibrated_s_per_step")}, "finetune": {}, "frozen": {}}
         for frac in fractions:
             accs = []
             for seed in seeds:
                 r = finetune_run(init, frac, seed, args, ft_root / method / f"frac{frac:g}_seed{seed}")
                 accs.append(100 * r["val"]["top1"])
+                row["frozen"].setdefault(str(frac), []).append(100 * r["probe_init"]["val_top1"])
                 print(f"{method}: {frac:.0%} labels, seed {seed}: fine-tuned val top-1 {accs[-1]:.1f} "
                       f"(loss {r['loss_first']:.3f} -> {r['loss_last']:.3f}, {r['wall_s']:.0f} s)", flush=True)
             row["finetune"][str(frac)] = accs
-        probe_path = ft_root / method / "frozen_probe.json"
-        if not args.no_probe:
-            if probe_path.is_file() and all(len(json.loads(probe_path.read_text()).get(str(f), [])) >= len(seeds)
-                                            for f in fractions):
-                row["frozen"] = json.loads(probe_path.read_text())
-            else:
-                import videojepa
-
-                enc = random_encoder(args.config, [], args.device) if method == "random" else videojepa.load(init)
-                row["frozen"] = frozen_probe(enc, args, fractions, seeds)
-                probe_path.write_text(json.dumps(row["frozen"]))
-            for frac in fractions:
-                print(f"{method}: {frac:.0%} labels: frozen probe {_ms(row['frozen'][str(frac)])}", flush=True)
+        for frac in fractions:
+            print(f"{method}: {frac:.0%} labels: frozen probe {_ms(row['frozen'][str(frac)])}", flush=True)
         table[method] = row
         (ft_root / "table.json").write_text(json.dumps(table, indent=2))
     print(f"\n# synthetic benchmark, 14 classes: pool synthetic:train:{args.pool}, val synthetic:val:{args.val}; "

@@ -240,3 +240,26 @@ def test_two_ranks_equal_one_process_with_double_batch(tmp_path):
     a, b = run(tmp_path / "one", 1, 4), run(tmp_path / "two", 2, 2)
     assert a.keys() == b.keys()
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
+
+
+def test_probe_init_starts_from_the_best_probe(tmp_path):
+    """head.init=probe: the head starts as the best probe of the grid on frozen features (LP-FT); evaluating the
+    model before any step reproduces the probe's validation top-1."""
+    cfg = _cfg("data.train=synthetic:train:140", "data.val=synthetic:val:56", "train.steps=1", "head.init=probe",
+               "head.probe_epochs=3", "head.probe_lrs=[3e-3]", "head.probe_weight_decays=[0.1]")
+    ft = Finetuner(cfg, tmp_path, progress=False)
+    assert ft.probe_init["selected_on"] == "val" and ft.probe_init["lr"] == 3e-3
+    n = 56
+    assert abs(ft.evaluate(ft.val_set())["top1"] - ft.probe_init["val_top1"]) <= 1.0 / n + 1e-6
+    ft.fit()
+    assert json.loads(json.dumps(ft.finish()))["probe_init"]["val_top1"] == ft.probe_init["val_top1"]
+
+
+def test_published_init_offline_names_url_and_cache_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VIDEOJEPA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VIDEOJEPA_OFFLINE", "1")
+    rc = main(["finetune", "--train", "synthetic:train:28", "--init", "vjepa2-vitl", "--out", str(tmp_path / "r"),
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "https://dl.fbaipublicfiles.com/vjepa2/vitl.pt" in err and str(tmp_path / "cache" / "vjepa2-vitl") in err

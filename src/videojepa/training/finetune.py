@@ -317,8 +317,11 @@ class Finetuner(Engine):
                                           head_lr_scale=o.head_lr_scale)
         self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
         self.best: dict = {}
+        self.probe_init: dict = {}
         self._val = None
         self.resume(resume)
+        if self.step == 0 and cfg.head.init == "probe":
+            self._init_head_from_probe()
 
     # ------------------------------------------------------------------ data
     def _open_train(self):
@@ -380,6 +383,30 @@ class Finetuner(Engine):
         mapping = self.labels.mapping_for(raw, names, spec, paths)
         return Relabeled(ds, range(len(ds)), mapping)
 
+    def _init_head_from_probe(self) -> None:
+        """Linear-probe-then-fine-tune: train ``videojepa probe``'s grid on the frozen encoder's features of the
+        training subset (evaluation clips), and start the head from the best probe on ``val``."""
+        from torch.utils.data import Subset
+
+        from ..evaluation.features import extract_features
+        from ..evaluation.probe import ProbeGridConfig, train_probe_grid
+
+        h, d = self.cfg.head, self.cfg.data
+        enc = self.model.encoder
+        enc.pretrained_cfg = {"preprocessing": {"mean": list(self.mean), "std": list(self.std)}}
+        train_eval = Subset(self.open_eval(d.train), self.split["indices"])
+        kw = dict(batch_size=d.eval_batch_size, device=self.device, progress=self.progress)
+        ftr = extract_features(enc, train_eval, desc="probe-init features", **kw)
+        fva = extract_features(enc, self.val_set(), desc="probe-init val features", **kw) if d.val else ftr
+        gcfg = ProbeGridConfig(lrs=h.probe_lrs, weight_decays=h.probe_weight_decays, epochs=h.probe_epochs,
+                               probe_depth=h.depth, num_heads=self.model.head.cfg.num_heads, seed=self.seed,
+                               device=str(self.device))
+        res = train_probe_grid(ftr, fva, len(self.labels), gcfg, progress=self.progress)
+        self.model.head.load_state_dict(res.best_probe.state_dict(), strict=True)
+        self.probe_init = {"val_top1": res.best["top1"], "val_top5": res.best["top5"], "lr": res.best["lr"],
+                           "weight_decay": res.best["weight_decay"], "selected_on": "val" if d.val else "train",
+                           "seconds": round(res.seconds, 1)}
+
     def _loader(self):
         from ..data.loader import build_loader
 
@@ -399,10 +426,11 @@ class Finetuner(Engine):
             raise ValueError(f"cannot resume: the checkpoint's {', '.join(changed)} config differs from this run's")
 
     def extra_meta(self) -> dict:
-        return {"labels": self.labels.to_dict(), "best": dict(self.best)}
+        return {"labels": self.labels.to_dict(), "best": dict(self.best), "probe_init": dict(self.probe_init)}
 
     def load_extra_meta(self, meta: dict) -> None:
         self.best = dict(meta.get("best") or {})
+        self.probe_init = dict(meta.get("probe_init") or {})
 
     def trainable(self) -> list[nn.Module]:
         return [self.model]
@@ -566,7 +594,7 @@ class Finetuner(Engine):
         res: dict = {"init": self.init_desc, "steps": self.step, "selected": selected, "export": str(export),
                      "classes": self.labels.names, "train": {"spec": d.train, "fraction": d.label_fraction,
                                                              "seed": d.split_seed, "items": self.split.get("num_items")},
-                     "best_val": self.best or None, "data": self.data_summary()}
+                     "best_val": self.best or None, "probe_init": self.probe_init or None, "data": self.data_summary()}
         if d.val:
             v = self.evaluate(self.val_set())
             res["val"] = _public(v)

@@ -47,17 +47,30 @@ class FTModelSection:
 @dataclass(frozen=True)
 class FTHeadSection:
     """``kind``: ``attentive`` (``depth`` 1: V-JEPA 1's probe; 4: V-JEPA 2's, which converts to HF's
-    ``VJEPA2ForVideoClassification``) or ``meanpool`` (VideoMAE: mean -> LayerNorm -> Linear, init x 1e-3)."""
+    ``VJEPA2ForVideoClassification``) or ``meanpool`` (VideoMAE: mean -> LayerNorm -> Linear, init x 1e-3).
+    ``init``: ``random``, or ``probe``: before the first step, the frozen encoder's features of the training
+    subset train ``videojepa probe``'s grid (``probe_lrs`` x ``probe_weight_decays``, ``probe_epochs``), and the
+    head starts from the best probe on ``val`` (on the training subset when there is no ``val``): linear-probe-
+    then-fine-tune, attentive heads only. Its validation top-1 is the frozen-probe figure of the run."""
 
     kind: str = "attentive"
     depth: int = 1
+    init: str = "random"  # "probe": start from the best probe of videojepa probe's grid on frozen features (LP-FT)
     num_heads: int | None = None  # None: the encoder's
     dropout: float = 0.0
     init_scale: float | None = None  # None: 1e-3 for meanpool (VideoMAE), 1 for attentive heads
 
+    probe_lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
+    probe_weight_decays: tuple[float, ...] = (0.1, 0.5)
+    probe_epochs: int = 20
+
     def __post_init__(self) -> None:
         if self.kind not in HEAD_KINDS:
             raise ConfigError(f"head.kind must be one of {HEAD_KINDS}, got {self.kind!r}")
+        if self.init not in ("random", "probe"):
+            raise ConfigError(f"head.init must be 'random' or 'probe', got {self.init!r}")
+        if self.init == "probe" and self.kind != "attentive":
+            raise ConfigError("head.init=probe needs head.kind=attentive (the probes videojepa probe trains)")
         if self.depth < 1:
             raise ConfigError(f"head.depth must be >= 1, got {self.depth}")
         if not 0.0 <= self.dropout < 1.0:
