@@ -100,7 +100,10 @@ class FeatureStore:
                     np.save(fh, v.numpy())
                 tmp.replace(self.root / f)
                 files.append(f)
-        rec = {"files": files, "rows": int(arrays["labels"].shape[0]),
+        from ..training.checkpoint import file_digest
+
+        rec = {"files": files, "sha256": {f: file_digest(self.root / f) for f in files},
+               "rows": int(arrays["labels"].shape[0]),
                "skipped": [{"index": k.index, "path": k.path, "reason": k.reason} for k in (skipped or [])]}
         if record:
             self.add_records({s: rec})
@@ -124,6 +127,20 @@ def _jsonable(x):
 
 
 def _read_shard(root: Path, rec: dict, file_format: str) -> dict[str, torch.Tensor]:
+    from ..training.checkpoint import CheckpointCorruptError, UnverifiedWarning, file_digest
+
+    digests = rec.get("sha256")
+    if digests is None:
+        import warnings
+
+        warnings.warn(f"{root}: shard {rec['files'][0]} has no checksum in index.json (an older version wrote it), "
+                      "so it could not be verified", UnverifiedWarning, stacklevel=2)
+    for f in rec["files"] if digests else []:
+        found = file_digest(root / f)
+        if found != digests[f]:
+            raise CheckpointCorruptError(f"{root / f}: checksum mismatch: expected sha256 {digests[f]}, found {found}: "
+                                         "the feature shard was damaged after it was written; delete it and run "
+                                         "`videojepa embed` again to rewrite it")
     if file_format == "safetensors":
         from safetensors.torch import load_file
 

@@ -272,7 +272,17 @@ def read_weights(source: str | Path, config=None, *, hints: dict | None = None, 
     if p.is_dir() or p.suffix in (".safetensors", ".json", ".yaml", ".yml"):
         w = _read_folder(p, given, {})
     else:
+        from ..training.checkpoint import DIGEST_SUFFIX, CheckpointCorruptError, verify_file
+
+        verified = False
+        if p.with_name(p.name + DIGEST_SUFFIX).is_file():
+            try:
+                verified = verify_file(p, required=True)
+            except CheckpointCorruptError as e:
+                raise WeightsError(str(e)) from None
         w = _from_pickle(_torch_load(p, map_location), str(p), given, hints)
+        if not verified and w.format == "videojepa-run":
+            w.notes.append(f"{p} has no checksum file: it could not be verified")
     if entry is not None and _entry_fits(entry, w):
         w.meta.update(entry.meta())
         w.notes.append(f"file name matches the published model {entry.name!r}: its preprocessing applies")
@@ -421,6 +431,7 @@ def _read_ours(st_path: Path, cfg: dict, source: str, given: dict) -> Weights:
                            f"version (it reads {OUR_FORMAT!r})")
     if not st_path.is_file():
         raise WeightsError(f"{source}: weights file not found: {st_path}")
+    unverified = _verify_ours(st_path, cfg.get("weights_sha256"))
     flat = load_file(str(st_path))
     parts = list(cfg.get("parts", []))
     states: dict[str, dict] = {p: {} for p in parts}
@@ -440,8 +451,23 @@ def _read_ours(st_path: Path, cfg: dict, source: str, given: dict) -> Weights:
     file_keys = {p: {k: f"{p}.{k}" for k in sd} for p, sd in states.items()}
     meta = {k: cfg[k] for k in ("evaluated_with", "preprocessing", "labels", "name", "converted_from", "task")
             if cfg.get(k) is not None}
+    notes = list(cfg.get("notes", [])) + ([unverified] if unverified else [])
     return Weights(source=source, format="videojepa", encoder=enc, predictor=pred, probe=probe, states=states,
-                   file_keys=file_keys, notes=list(cfg.get("notes", [])), meta=meta)
+                   file_keys=file_keys, notes=notes, meta=meta)
+
+
+def _verify_ours(st_path: Path, expected: str | None) -> str | None:
+    """Check our weights file against the digest in its config.json: a mismatch is a :class:`WeightsError`
+    naming the file and both digests; no digest (an older export) gives a note that it was not verified."""
+    if not expected:
+        return f"{st_path} has no checksum in its config.json (an older version wrote it): it could not be verified"
+    from ..training.checkpoint import file_digest
+
+    found = file_digest(st_path)
+    if found != expected:
+        raise WeightsError(f"{st_path}: checksum mismatch: expected sha256 {expected}, found {found}: the file was "
+                           "damaged after it was written; it is not loaded")
+    return None
 
 
 # --------------------------------------------------------------------------------------------------- writing
@@ -473,8 +499,13 @@ def write_videojepa(w: Weights, dst: str | Path, parts: list[str] | None = None)
         "task": info.get("task") if "probe" in parts and "encoder" in parts else None,
         "notes": list(w.notes),
     }
+    from ..training.checkpoint import file_digest
+
     tmp = dst / "model.safetensors.tmp"
     save_file(flat, str(tmp), metadata={"format": "pt", "videojepa": OUR_FORMAT})
+    cfg["weights_sha256"] = file_digest(tmp)  # checked by every load
     tmp.replace(dst / "model.safetensors")
-    (dst / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    tmp = dst / "config.json.tmp"
+    tmp.write_text(json.dumps(cfg, indent=2) + "\n")
+    tmp.replace(dst / "config.json")
     return dst

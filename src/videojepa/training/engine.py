@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -31,7 +32,8 @@ import yaml
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 from ..rng import derive_seed
-from .checkpoint import find_latest, load_checkpoint, load_sharded_checkpoint, save_checkpoint, save_sharded_checkpoint
+from .checkpoint import (CheckpointCorruptError, find_latest, list_checkpoints, load_checkpoint, load_sharded_checkpoint,
+                         save_checkpoint, save_sharded_checkpoint, set_aside)
 from .distributed import DistEnv, all_reduce, barrier, init_distributed
 from .metrics import MetricsLog
 
@@ -97,12 +99,38 @@ class Engine:
         self.fsdp = False
 
     def resume(self, resume: str | None) -> None:
-        """``"auto"``: the newest checkpoint of the run directory, if any; ``"none"``/``None``: start over; a path."""
-        if resume and resume != "none":
-            path = find_latest(self.ckpt_dir) if resume == "auto" else Path(resume)
-            if path is not None:
+        """``"auto"``: the newest checkpoint of the run directory that reads and verifies, if any (each damaged
+        one stepped past is named in a warning and renamed aside as ``*.corrupt``; when none is good, the error
+        lists every file and why); ``"none"``/``None``: start over; a path: that checkpoint, which must be
+        intact (never a fallback)."""
+        if not resume or resume == "none":
+            return
+        if resume != "auto":
+            self.load_path(Path(resume))
+            self.resumed_from = Path(resume)
+            return
+        bad: list[tuple[Path, str]] = []
+        for _, path in reversed(list_checkpoints(self.ckpt_dir)):
+            try:
                 self.load_path(path)
-                self.resumed_from = path
+            except CheckpointCorruptError as e:
+                bad.append((path, str(e)))
+                if self.env.is_main:
+                    print(f"warning: skipping damaged checkpoint {path}: {e}", file=sys.stderr)
+                continue
+            self.resumed_from = path
+            break
+        barrier(self.env)  # every rank has read (or rejected) the files before any is moved
+        if self.env.is_main:
+            for path, _ in bad:
+                moved = set_aside(path)
+                print(f"warning: renamed the damaged checkpoint {path.name} to {moved.name} (kept, not deleted)",
+                      file=sys.stderr)
+        if bad and self.resumed_from is None:
+            raise CheckpointCorruptError(
+                f"no usable checkpoint in {self.ckpt_dir} ({len(bad)} damaged, renamed to *.corrupt): "
+                + "; ".join(f"{p.name}: {why}" for p, why in bad)
+                + ". Start over with --resume none, or restore a copy of one of them.")
 
     # ------------------------------------------------------------------ hooks
     def config_dict(self) -> dict:
@@ -163,9 +191,10 @@ class Engine:
         return {**self._meta(), **parts, "optimizer": osd}
 
     def _check_meta(self, meta: dict) -> None:
-        if meta.get("format") != self.FORMAT:
-            raise ValueError(f"not a videojepa {self.NAME} checkpoint (format={meta.get('format')!r}, "
-                             f"expected {self.FORMAT!r})")
+        if not isinstance(meta, dict) or meta.get("format") != self.FORMAT:
+            got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise CheckpointCorruptError(f"not a videojepa {self.NAME} checkpoint (format={got!r}, "
+                                         f"expected {self.FORMAT!r})")
         self.check_resume_config(meta["config"])
         self.step = int(meta["step"])
         data = meta.get("data", {})

@@ -192,10 +192,11 @@ def read_checkpoint(path: str | Path) -> dict:
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    from .checkpoint import META, CheckpointError
+    from .checkpoint import META, CheckpointError, _verify_folder
 
     if not (path / META).is_file():
         raise CheckpointError(f"{path} is not a complete sharded checkpoint (no {META})")
+    _verify_folder(path)
     meta = json.loads((path / META).read_text())
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a videojepa pretraining checkpoint (format={meta.get('format')!r})")
