@@ -534,11 +534,15 @@ def save_probe(probe: nn.Module, dst: str | Path, *, class_names=None, evaluatio
     elif isinstance(probe, LinearProbe):
         from safetensors.torch import save_file
 
+        from ..training.checkpoint import file_digest
+
         tmp = dst / "model.safetensors.tmp"
         save_file({k: v.detach().cpu().contiguous() for k, v in probe.state_dict().items()}, str(tmp),
                   metadata={"format": LINEAR_FORMAT})
+        digest = file_digest(tmp)
         tmp.replace(dst / "model.safetensors")
-        cfg = {"format": LINEAR_FORMAT, "weights": "model.safetensors", "linear": probe.config(), "labels": names}
+        cfg = {"format": LINEAR_FORMAT, "weights": "model.safetensors", "weights_sha256": digest,
+               "linear": probe.config(), "labels": names}
     else:
         raise TypeError(f"cannot save a {type(probe).__name__} (expected AttentiveClassifier or LinearProbe)")
     cfg["evaluation"] = evaluation or {}
@@ -562,6 +566,15 @@ def load_probe(src: str | Path) -> tuple[nn.Module, dict]:
             st = cfg_path.parent / cfg.get("weights", "model.safetensors")
             if not st.is_file():
                 raise FileNotFoundError(f"{src}: probe weights not found: {st}")
+            from ..interop.weights import _verify_ours
+
+            note = _verify_ours(st, cfg.get("weights_sha256"))
+            if note:
+                import warnings
+
+                from ..training.checkpoint import UnverifiedWarning
+
+                warnings.warn(note, UnverifiedWarning, stacklevel=2)
             m = LinearProbe(**cfg["linear"])
             m.load_state_dict(load_file(str(st)), strict=True)
             return m.eval(), cfg

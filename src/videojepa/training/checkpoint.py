@@ -55,12 +55,17 @@ class UnverifiedWarning(UserWarning):
 
 # ----------------------------------------------------------------------------------------------- checksums
 class HashingWriter:
-    """A binary file wrapper that hashes what is written through it, in a second thread (``hashlib`` releases the
-    GIL), so that hashing overlaps serialisation and I/O. ``hexdigest()`` after the last write."""
+    """A binary file wrapper that hashes what is written through it. Writes go to the file at once; the bytes
+    are gathered into blocks of a few MiB and hashed in a second thread (``hashlib`` releases the GIL), so that
+    hashing overlaps serialisation and I/O without a thread hand-off per small write. ``hexdigest()`` after
+    the last write."""
+
+    BLOCK = 4 << 20
 
     def __init__(self, f) -> None:
         self.f, self.h = f, hashlib.sha256()
-        self.q: queue.Queue = queue.Queue(maxsize=64)
+        self.buf = bytearray()
+        self.q: queue.Queue = queue.Queue(maxsize=8)
         self.t = threading.Thread(target=self._run, daemon=True)
         self.t.start()
 
@@ -69,14 +74,20 @@ class HashingWriter:
             self.h.update(b)
 
     def write(self, b) -> int:
-        b = bytes(b)  # a copy the caller may not reuse
-        self.q.put(b)
-        return self.f.write(b)
+        n = self.f.write(b)
+        self.buf += b
+        if len(self.buf) >= self.BLOCK:
+            self.q.put(bytes(self.buf))
+            self.buf.clear()
+        return n
 
     def flush(self) -> None:
         self.f.flush()
 
     def hexdigest(self) -> str:
+        if self.buf:
+            self.q.put(bytes(self.buf))
+            self.buf.clear()
         self.q.put(None)
         self.t.join()
         return self.h.hexdigest()
