@@ -127,6 +127,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fine-tuning override for every row")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--report-only", action="store_true", help="run nothing: the table and plot of the finished runs")
     ap.add_argument("--out", default="runs/finetune_efficiency")
     args = ap.parse_args()
     out = Path(args.out)
@@ -139,27 +140,35 @@ def main() -> None:
     seeds = list(range(args.seeds))
     table: dict = {}
     methods = args.methods.split(",")
-    cal = calibrate([m for m in methods if m != "random"], args.config, out / "pretrain", args.device)
+    cal = {} if args.report_only else calibrate([m for m in methods if m != "random"], args.config, out / "pretrain",
+                                                  args.device)
     for method in methods:
         if method == "random":
             init, info = "random", {}
         else:
-            ckpt = pretrain_cached(method, args.config, args.pretrain_minutes, cal[method], out / "pretrain", args.device)
-            init = str(ckpt)
-            info = json.loads((out / "pretrain" / method / "summary.json").read_text())
+            summ = out / "pretrain" / method / "summary.json"
+            if args.report_only:
+                init = ""
+            else:
+                init = str(pretrain_cached(method, args.config, args.pretrain_minutes, cal[method], out / "pretrain",
+                                           args.device))
+            info = json.loads(summ.read_text()) if summ.is_file() else {}
         row = {"pretrain": {k: info.get(k) for k in ("steps", "wall_s", "clips_seen", "budget_minutes", "loss_first",
                                                      "loss_last", "calibrated_s_per_step")}, "finetune": {}, "frozen": {}}
         for frac in fractions:
             accs = []
             for seed in seeds:
-                r = finetune_run(init, frac, seed, args, ft_root / method / f"frac{frac:g}_seed{seed}")
+                run_dir = ft_root / method / f"frac{frac:g}_seed{seed}"
+                if args.report_only and not (run_dir / "results.json").is_file():
+                    continue
+                r = finetune_run(init, frac, seed, args, run_dir)
                 accs.append(100 * r["val"]["top1"])
                 row["frozen"].setdefault(str(frac), []).append(100 * r["probe_init"]["val_top1"])
                 print(f"{method}: {frac:.0%} labels, seed {seed}: fine-tuned val top-1 {accs[-1]:.1f} "
                       f"(loss {r['loss_first']:.3f} -> {r['loss_last']:.3f}, {r['wall_s']:.0f} s)", flush=True)
             row["finetune"][str(frac)] = accs
         for frac in fractions:
-            print(f"{method}: {frac:.0%} labels: frozen probe {_ms(row['frozen'][str(frac)])}", flush=True)
+            print(f"{method}: {frac:.0%} labels: frozen probe {_ms(row['frozen'].get(str(frac), []))}", flush=True)
         table[method] = row
         (ft_root / "table.json").write_text(json.dumps(table, indent=2))
     print(f"\n# synthetic benchmark, 14 classes: pool synthetic:train:{args.pool}, val synthetic:val:{args.val}; "
@@ -169,10 +178,11 @@ def main() -> None:
           + " | ".join(f"frozen probe {f:.0%}" for f in fractions) + " |")
     print("|---|---:|" + "---:|" * (2 * len(fractions)))
     for m, r in table.items():
-        ft = " | ".join(_ms(r["finetune"][str(f)]) for f in fractions)
+        ft = " | ".join(_ms(r["finetune"].get(str(f), [])) for f in fractions)
         fr = " | ".join(_ms(r["frozen"].get(str(f), [])) for f in fractions)
         print(f"| {m} | {r['pretrain'].get('steps') or 0} | {ft} | {fr} |")
-    _plot(table, fractions, ft_root / "finetune_efficiency.png")
+    if any(v for r in table.values() for v in r["finetune"].values()):
+        _plot(table, fractions, ft_root / "finetune_efficiency.png")
     print(f"plot: {ft_root / 'finetune_efficiency.png'}; numbers: {ft_root / 'table.json'}")
 
 
@@ -184,12 +194,13 @@ def _plot(table: dict, fractions, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, (m, r) in enumerate(table.items()):
-        xs = [f * 100 for f in fractions]
-        ys = [statistics.mean(r["finetune"][str(f)]) for f in fractions]
-        es = [statistics.pstdev(r["finetune"][str(f)]) if len(r["finetune"][str(f)]) > 1 else 0 for f in fractions]
+        fs = [f for f in fractions if r["finetune"].get(str(f))]
+        xs = [f * 100 for f in fs]
+        ys = [statistics.mean(r["finetune"][str(f)]) for f in fs]
+        es = [statistics.pstdev(r["finetune"][str(f)]) if len(r["finetune"][str(f)]) > 1 else 0 for f in fs]
         ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=f"C{i}", label=f"{m} fine-tuned")
         if r["frozen"]:
-            ys = [statistics.mean(r["frozen"][str(f)]) for f in fractions]
+            ys = [statistics.mean(r["frozen"][str(f)]) for f in fs]
             ax.plot(xs, ys, ls="--", marker="x", color=f"C{i}", alpha=0.7, label=f"{m} frozen probe")
     ax.axhline(100 / 14, color="gray", ls=":", label="chance")
     ax.set_xscale("log")

@@ -167,6 +167,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per round and row")
     ap.add_argument("--no-memory", action="store_true", help="skip the CPU memory subprocesses")
     ap.add_argument("--presets", default=None, help="comma-separated subset of preset labels (substring match)")
+    ap.add_argument("--variants", default=None, help="comma-separated subset of variants (substring match), e.g. "
+                                                    "'float32,fine-tune'")
     a = ap.parse_args()
     presets = dict(CPU_PRESETS) if a.device == "cpu" else dict(GPU_PRESETS)
     if a.presets:
@@ -177,7 +179,9 @@ def main() -> None:
     print(f"| preset | variant | clips/s | ratio | peak memory (MiB) |")
     print(f"|---|---|---:|---:|---:|")
     for label, over in presets.items():
-        rows = {name: make_step(over + extra, dt, a.device, batch) for name, (dt, extra) in variants(a.device).items()}
+        chosen = {n: v for n, v in variants(a.device).items()
+                  if not a.variants or any(x == n or (x != "float32" and x in n) for x in a.variants.split(","))}
+        rows = {name: make_step(over + extra, dt, a.device, batch) for name, (dt, extra) in chosen.items()}
         for s in rows.values():  # warm-up
             s()
         times = {n: [] for n in rows}
@@ -198,7 +202,7 @@ def main() -> None:
             elif a.no_memory:
                 mem = float("nan")
             else:
-                dt, extra = variants(a.device)[n]
+                dt, extra = chosen[n]
                 mem = measure_memory_subprocess(over + extra, dt, a.device, batch)
             print(f"| {label} | {n} | {cps:.1f} | {cps / base:.2f} | {mem:.0f} |", flush=True)
         del rows
