@@ -124,7 +124,7 @@ def _run(a) -> int:
             if ft.env.is_main:
                 if ft.resumed_from:
                     print(f"resuming from {ft.resumed_from} (step {ft.step})", file=sys.stderr)
-                print(f"fine-tuning {ft.init_desc}: {ft.split.get('num_items', '?')} training videos "
+                print(f"fine-tuning {ft.init_desc}: {ft.split.get('num_items', 'streamed')} training videos "
                       f"({frac:g} of {c.data.train}), {len(ft.labels)} classes, {c.train.steps} steps -> {run_dir}",
                       file=sys.stderr)
             s = ft.fit()
