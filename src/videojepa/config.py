@@ -405,12 +405,7 @@ class PretrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "PretrainConfig":
         d = copy.deepcopy(d or {})
-        if not isinstance(d, dict):
-            raise ConfigError(f"a config must be a mapping, got {type(d).__name__}")
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown config section(s): {', '.join(unknown)} "
-                              f"(known: {', '.join(f.name for f in fields(cls))})")
+        check_sections(cls, d)
         model = d.pop("model", {}) or {}
         if not isinstance(model, dict):
             raise ConfigError(f"model: expected a mapping, got {model!r}")
@@ -422,13 +417,30 @@ class PretrainConfig:
         pred = d.pop("predictor", {}) or {}
         if not isinstance(pred, dict):
             raise ConfigError(f"predictor: expected a mapping, got {pred!r}")
-        kwargs = {k: _from_dict(typing.get_type_hints(cls)[k], v, k) for k, v in d.items()}
-        try:
-            return cls(model=ms, predictor=pred, **kwargs)
-        except ConfigError:
-            raise
-        except (ValueError, TypeError) as e:
-            raise ConfigError(str(e)) from None
+        return build_sections(cls, d, model=ms, predictor=pred)
+
+
+def check_sections(cls, d) -> None:
+    """``d`` is a mapping whose keys are all sections (fields) of the config class ``cls``."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"a config must be a mapping, got {type(d).__name__}")
+    unknown = sorted(set(d) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ConfigError(f"unknown config section(s): {', '.join(unknown)} "
+                          f"(known: {', '.join(f.name for f in fields(cls))})")
+
+
+def build_sections(cls, d: dict, **built):
+    """``cls`` from a mapping of section -> mapping, each section parsed strictly (``built``: sections the
+    caller made itself); a failed cross-section check is a :class:`ConfigError`."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _from_dict(hints[k], v, k) for k, v in d.items()}
+    try:
+        return cls(**kwargs, **built)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(str(e)) from None
 
 
 # --------------------------------------------------------------------------- presets, files, overrides

@@ -9,12 +9,8 @@ from videojepa.data.synthetic import SyntheticVideoConfig, SyntheticVideoDataset
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """These tests run many tiny ops: one intra-op thread is much faster on a shared CPU (no spin waits)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture

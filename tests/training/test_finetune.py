@@ -18,12 +18,7 @@ TINY = ["model.name=vit_test", "model.overrides={}", "data.num_frames=4", "data.
         "data.eval_batch_size=16", "train.log_every=1", "optim.warmup_steps=1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(*over):
@@ -148,7 +143,7 @@ def test_export_loads_and_classify_reads_it(exported, capsys):
 
     ds = open_dataset("synthetic:test:14", ClipSpec(4, (16, 16), 4, None, 2, 2))
     with torch.no_grad():
-        probs = clf.forward_views(normalize(ds[0]["clip"].flatten(0, 0))[None], 2, 2).softmax(-1).mean(1)[0]
+        probs = clf.forward_views(normalize(ds[0]["clip"])[None], 2, 2).softmax(-1).mean(1)[0]
     assert rec["top"][0]["class"] == res["classes"][int(probs.argmax())]
     assert rec["top"][0]["prob"] == pytest.approx(float(probs.max()), abs=1e-5)
 

@@ -15,12 +15,7 @@ from videojepa.training.checkpoint import (CheckpointCorruptError, CheckpointErr
 from videojepa.training.trainer import Pretrainer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(*over):

@@ -127,7 +127,7 @@ def _jsonable(x):
 
 
 def _read_shard(root: Path, rec: dict, file_format: str) -> dict[str, torch.Tensor]:
-    from ..training.checkpoint import CheckpointCorruptError, UnverifiedWarning, file_digest
+    from ..training.checkpoint import CheckpointCorruptError, UnverifiedWarning, check_digest
 
     digests = rec.get("sha256")
     if digests is None:
@@ -136,11 +136,10 @@ def _read_shard(root: Path, rec: dict, file_format: str) -> dict[str, torch.Tens
         warnings.warn(f"{root}: shard {rec['files'][0]} has no checksum in index.json (an older version wrote it), "
                       "so it could not be verified", UnverifiedWarning, stacklevel=2)
     for f in rec["files"] if digests else []:
-        found = file_digest(root / f)
-        if found != digests[f]:
-            raise CheckpointCorruptError(f"{root / f}: checksum mismatch: expected sha256 {digests[f]}, found {found}: "
-                                         "the feature shard was damaged after it was written; delete it and run "
-                                         "`videojepa embed` again to rewrite it")
+        try:
+            check_digest(root / f, digests[f])
+        except CheckpointCorruptError as e:
+            raise CheckpointCorruptError(f"{e}; delete it and run `videojepa embed` again to rewrite it") from None
     if file_format == "safetensors":
         from safetensors.torch import load_file
 

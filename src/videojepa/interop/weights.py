@@ -461,12 +461,12 @@ def _verify_ours(st_path: Path, expected: str | None) -> str | None:
     naming the file and both digests; no digest (an older export) gives a note that it was not verified."""
     if not expected:
         return f"{st_path} has no checksum in its config.json (an older version wrote it): it could not be verified"
-    from ..training.checkpoint import file_digest
+    from ..training.checkpoint import CheckpointCorruptError, check_digest
 
-    found = file_digest(st_path)
-    if found != expected:
-        raise WeightsError(f"{st_path}: checksum mismatch: expected sha256 {expected}, found {found}: the file was "
-                           "damaged after it was written; it is not loaded")
+    try:
+        check_digest(st_path, expected)
+    except CheckpointCorruptError as e:
+        raise WeightsError(f"{e}; it is not loaded") from None
     return None
 
 

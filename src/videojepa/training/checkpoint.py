@@ -31,7 +31,7 @@ import torch
 
 __all__ = ["save_checkpoint", "save_sharded_checkpoint", "load_sharded_checkpoint", "find_latest", "load_checkpoint",
            "list_checkpoints", "CheckpointError", "CheckpointCorruptError", "verify_file", "write_digest",
-           "file_digest", "HashingWriter", "set_aside", "DIGEST_SUFFIX", "UnverifiedWarning"]
+           "file_digest", "check_digest", "verify_folder", "HashingWriter", "set_aside", "DIGEST_SUFFIX", "UnverifiedWarning"]
 
 _NAME = re.compile(r"^step_(\d{8})\.(pt|dcp)$")
 META = "meta.json"  # written last into a sharded checkpoint folder, before the folder is renamed into place
@@ -101,6 +101,14 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def check_digest(path: str | Path, expected: str) -> None:
+    """Raise :class:`CheckpointCorruptError` naming ``path`` and both digests unless its SHA-256 is ``expected``."""
+    found = file_digest(path)
+    if found != expected:
+        raise CheckpointCorruptError(f"{path}: checksum mismatch: expected sha256 {expected}, found {found} "
+                                     f"({Path(path).stat().st_size} bytes): the file was damaged after it was written")
+
+
 def _atomic_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
@@ -142,10 +150,7 @@ def verify_file(path: str | Path, *, required: bool = False) -> bool:
     expected = _read_digest(side)
     if not path.is_file():
         raise CheckpointCorruptError(f"{path}: missing (its checksum file is there)")
-    found = file_digest(path)
-    if found != expected:
-        raise CheckpointCorruptError(f"{path}: checksum mismatch: expected sha256 {expected}, found {found} "
-                                     f"({path.stat().st_size} bytes): the file was damaged after it was written")
+    check_digest(path, expected)
     return True
 
 
@@ -155,7 +160,7 @@ def _write_folder_digests(folder: Path) -> None:
     _atomic_text(folder / FOLDER_DIGESTS, "\n".join(lines) + "\n")
 
 
-def _verify_folder(folder: Path) -> bool:
+def verify_folder(folder: Path) -> bool:
     listing = folder / FOLDER_DIGESTS
     if not listing.is_file():
         warnings.warn(f"{folder}: no {FOLDER_DIGESTS}, so it could not be verified (written by an older version)",
@@ -279,7 +284,7 @@ def save_sharded_checkpoint(state: dict, meta: dict, folder: str | Path, step: i
     if env.is_main:
         _write_folder_digests(tmp)
         (tmp / META).write_text(json.dumps(meta))
-        _verify_folder(tmp)
+        verify_folder(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         _prune(folder, keep)
@@ -296,7 +301,7 @@ def load_sharded_checkpoint(path: str | Path, template: dict) -> tuple[dict, dic
     path = Path(path)
     if not (path / META).is_file():
         raise CheckpointCorruptError(f"{path} is not a complete sharded checkpoint (no {META})")
-    _verify_folder(path)
+    verify_folder(path)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process.*")
         dcp.load(template, checkpoint_id=str(path))

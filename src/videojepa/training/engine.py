@@ -34,7 +34,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from ..rng import derive_seed
 from .checkpoint import (CheckpointCorruptError, find_latest, list_checkpoints, load_checkpoint, load_sharded_checkpoint,
                          save_checkpoint, save_sharded_checkpoint, set_aside)
-from .distributed import DistEnv, all_reduce, barrier, init_distributed
+from .distributed import DistEnv, all_reduce, barrier
 from .metrics import MetricsLog
 
 __all__ = ["Engine", "NonFiniteLossError", "DataFailureError", "resolve_dtype", "MIN_SAMPLES_FOR_RATE"]
@@ -79,11 +79,11 @@ class Engine:
     OPTIM_STRICT = True  # False: parameters may have no optimizer state yet (frozen so far); the model stays strict
 
     # ------------------------------------------------------------------ set-up
-    def setup(self, out_dir: str | Path, *, device: str | None, env: DistEnv | None, progress: bool, dtype: str,
+    def setup(self, out_dir: str | Path, *, env: DistEnv, progress: bool, dtype: str,
               seed: int, max_steps: int, grad_accum: int, batch_size: int, max_failure_rate: float,
               log_every: int, checkpoint_every: int, keep_checkpoints: int, diag_every: int | None = None) -> None:
         self.out = Path(out_dir)
-        self.env = env or init_distributed(device)
+        self.env = env
         self.progress = progress and self.env.is_main
         self.device = self.env.device
         self.dtype = resolve_dtype(dtype, self.device)
@@ -156,8 +156,9 @@ class Engine:
         """Set this step's schedules (lr, wd, ...) before its first micro-batch; returns them for the log."""
         return {}
 
-    def forward(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
-        """One micro-batch: ``(loss, {key: scalar tensor})`` with the keys of :attr:`ACC_KEYS` other than ``loss``."""
+    def forward(self, batch: dict, step: int) -> tuple[torch.Tensor, dict, object]:
+        """One micro-batch: ``(loss, {key: float})`` with the keys of :attr:`ACC_KEYS` other than ``loss``, and
+        what :meth:`diagnostics` reads (or None)."""
         raise NotImplementedError
 
     def after_update(self, step: int, sched: dict) -> None:

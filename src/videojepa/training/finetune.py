@@ -290,7 +290,7 @@ class Finetuner(Engine):
 
         self.cfg = cfg
         t, d = cfg.train, cfg.data
-        self.setup(out_dir, device=None, env=env or init_distributed(device or t.device), progress=progress,
+        self.setup(out_dir, env=env or init_distributed(device or t.device), progress=progress,
                    dtype=t.dtype, seed=t.seed, max_steps=t.steps, grad_accum=cfg.optim.grad_accum,
                    batch_size=d.batch_size, max_failure_rate=d.max_failure_rate, log_every=t.log_every,
                    checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints)
@@ -300,7 +300,7 @@ class Finetuner(Engine):
         self.std = tuple(self.preprocessing.get("std") or IMAGENET_STD)
         self._imnet_mean = torch.tensor(IMAGENET_MEAN).view(-1, 1, 1, 1).to(self.device)
         self._imnet_std = torch.tensor(IMAGENET_STD).view(-1, 1, 1, 1).to(self.device)
-        enc.pretrained_cfg = {"preprocessing": pre} if pre else {}
+        enc.pretrained_cfg = {"preprocessing": {**self.preprocessing, "mean": list(self.mean), "std": list(self.std)}}
         self.clip = clip_spec_for(enc, num_frames=d.num_frames, crop_size=d.crop_size, frame_step=d.frame_step, fps=d.fps)
         self.train_set, self.labels, self.split = self._training_data()
         head_cfg = _head_config(cfg, enc, len(self.labels))
@@ -392,8 +392,7 @@ class Finetuner(Engine):
         from ..evaluation.probe import ProbeGridConfig, train_probe_grid
 
         h, d = self.cfg.head, self.cfg.data
-        enc = self.model.encoder
-        enc.pretrained_cfg = {"preprocessing": {"mean": list(self.mean), "std": list(self.std)}}
+        enc = self.model.encoder  # its pretrained_cfg holds the run's mean/std, which extract_features applies
         train_eval = Subset(self.open_eval(d.train), self.split["indices"])
         kw = dict(batch_size=d.eval_batch_size, device=self.device, progress=self.progress)
         ftr = extract_features(enc, train_eval, desc="probe-init features", **kw)

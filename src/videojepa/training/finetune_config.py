@@ -10,13 +10,10 @@ no mixup / cutmix and no horizontal flip unless asked for.
 from __future__ import annotations
 
 import copy
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from ..config import ConfigError, _from_dict, _merge, _to_dict, apply_overrides
+from ..config import ConfigError, _read_with_base, _to_dict, apply_overrides, build_sections, check_sections
 from ..models.pooler import HEAD_KINDS
 
 __all__ = ["FinetuneConfig", "FTModelSection", "FTHeadSection", "FTDataSection", "FTOptimSection", "FTAugSection",
@@ -224,43 +221,11 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneConfig":
         d = copy.deepcopy(d or {})
-        if not isinstance(d, dict):
-            raise ConfigError(f"a config must be a mapping, got {type(d).__name__}")
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown config section(s): {', '.join(unknown)} "
-                              f"(known: {', '.join(f.name for f in fields(cls))})")
-        hints = typing.get_type_hints(cls)
-        kwargs = {k: _from_dict(hints[k], v, k) for k, v in d.items()}
-        try:
-            return cls(**kwargs)
-        except ConfigError:
-            raise
-        except (ValueError, TypeError) as e:
-            raise ConfigError(str(e)) from None
-
-
-def _read(path: str | Path, seen: tuple[str, ...] = ()) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        d = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
-    if not isinstance(d, dict):
-        raise ConfigError(f"{p}: the top level must be a mapping")
-    if "base" in d:
-        base = Path(d.pop("base"))
-        base = base if base.is_absolute() else p.parent / base
-        key = str(p.resolve())
-        if key in seen:
-            raise ConfigError(f"{p}: base configs form a cycle")
-        d = _merge(_read(base, seen + (key,)), d)
-    return d
+        check_sections(cls, d)
+        return build_sections(cls, d)
 
 
 def load_finetune_config(path: str | Path | None = None, overrides: list[str] | None = None) -> FinetuneConfig:
     """Defaults, then the YAML at ``path`` (if any), then ``key=value`` overrides."""
-    d = _read(path) if path else {}
+    d = _read_with_base(path, ())[0] if path else {}
     return FinetuneConfig.from_dict(apply_overrides(d, overrides or []))

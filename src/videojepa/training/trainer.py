@@ -61,7 +61,7 @@ class Pretrainer(Engine):
                  device: str | None = None, env: DistEnv | None = None, parallel: str = "ddp") -> None:
         self.cfg = cfg
         t = cfg.train
-        self.setup(out_dir, device=None, env=env or init_distributed(device or t.device), progress=progress,
+        self.setup(out_dir, env=env or init_distributed(device or t.device), progress=progress,
                    dtype=t.dtype, seed=t.seed, max_steps=t.max_steps, grad_accum=cfg.optim.grad_accum,
                    batch_size=cfg.data.batch_size, max_failure_rate=cfg.data.max_failure_rate, log_every=t.log_every,
                    checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints, diag_every=t.diag_every)
@@ -192,11 +192,11 @@ def read_checkpoint(path: str | Path) -> dict:
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    from .checkpoint import META, CheckpointError, _verify_folder
+    from .checkpoint import META, CheckpointError, verify_folder
 
     if not (path / META).is_file():
         raise CheckpointError(f"{path} is not a complete sharded checkpoint (no {META})")
-    _verify_folder(path)
+    verify_folder(path)
     meta = json.loads((path / META).read_text())
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a videojepa pretraining checkpoint (format={meta.get('format')!r})")
