@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from videojepa.models.ac_predictor import ACPredictor, ACPredictorConfig
 from videojepa.models.pooler import AttentiveClassifier, ProbeConfig
 from videojepa.models.predictor import Predictor, PredictorConfig
 from videojepa.models.vit import EncoderConfig, VisionTransformer
@@ -50,6 +51,20 @@ def vjepa2_models(seed: int = 0):
     enc, tgt = randomize(VisionTransformer(ec), seed), randomize(VisionTransformer(ec), seed + 1)
     pred = randomize(Predictor(pc, ec.embed_dim, ec.grid, "rope", "legacy"), seed + 2)
     return ec, enc, tgt, pred
+
+
+def vjepa2_ac_models(seed: int = 0):
+    """V-JEPA 2-AC form: the V-JEPA 2 encoders and an action-conditioned predictor (16 heads, 7-d actions/states)."""
+    ec, enc, tgt, _ = vjepa2_models(seed)
+    ac = ACPredictorConfig(embed_dim=32, depth=2, num_heads=16)
+    pred = randomize(ACPredictor(ac, ec.embed_dim, ec.grid[1:]), seed + 3)
+    return ec, enc, tgt, pred
+
+
+def vjepa2_ac_file(enc, tgt, pred) -> dict:
+    """As released: encoders under ``module.backbone.``, the predictor under ``module.`` only."""
+    return {"encoder": prefixed(enc.state_dict()), "predictor": prefixed(pred.state_dict(), "module."),
+            "target_encoder": prefixed(tgt.state_dict()), **TRAINING_STATE}
 
 
 def vjepa1_file(enc, tgt, pred) -> dict:

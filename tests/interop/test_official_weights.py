@@ -71,21 +71,27 @@ def test_vjepa2_without_pos_embed_and_default_size(tmp_path, layouts):
         assert torch.equal(w.build("target_encoder")(X), tgt(X))
 
 
-def test_vjepa2_ac_loads_its_encoder_and_explains_the_predictor(tmp_path, layouts):
-    _, enc, tgt, _ = layouts.vjepa2_models()
-    ac = {"predictor_embed.weight": torch.zeros(32, 64), "action_encoder.weight": torch.zeros(32, 7),
-          "state_encoder.weight": torch.zeros(32, 7), "predictor_blocks.0.norm1.weight": torch.zeros(32)}
+def test_vjepa2_ac_loads_its_encoders_and_its_action_conditioned_predictor(tmp_path, layouts):
+    _, enc, tgt, pred = layouts.vjepa2_ac_models()
     path = tmp_path / "ac.pt"
-    torch.save({"encoder": layouts.prefixed(enc.state_dict()), "target_encoder": layouts.prefixed(tgt.state_dict()),
-                "predictor": layouts.prefixed(ac, "module."), **layouts.TRAINING_STATE}, path)
-    cfg = {"encoder": {"num_heads": 4}}
+    torch.save(layouts.vjepa2_ac_file(enc, tgt, pred), path)
+    # width 32 is no released size; img_size sets the predictor's grid (16 / 4 = 4 x 4 tokens per frame)
+    cfg = {"encoder": {"num_heads": 4, "img_size": 16}, "predictor": {"num_heads": 16}}
     w = read_weights(path, config=cfg)
-    assert w.format == "vjepa2-ac" and w.parts == ["encoder", "target_encoder"]
-    assert "module.action_encoder.weight" in w.dropped["predictor"]
+    assert w.format == "vjepa2-ac" and w.parts == ["encoder", "target_encoder", "predictor"] and w.dropped == {}
+    assert w.predictor == pred.cfg
     with torch.no_grad():
         assert torch.equal(videojepa.load(path, part="encoder", config=cfg)(X), enc(X))
-    with pytest.raises(ValueError, match="action-conditioned predictor"):
+        p = videojepa.load(path, part="predictor", config=cfg)
+        z, a, s = torch.randn(2, 2 * 16, 64), torch.randn(2, 2, 7), torch.randn(2, 2, 7)
+        assert type(p).__name__ == "ACPredictor" and torch.equal(p(z, a, s), pred(z, a, s))
+    ck = layouts.vjepa2_ac_file(enc, tgt, pred)
+    del ck["predictor"]["module.predictor_blocks.1.mlp.fc2.bias"]
+    torch.save(ck, path)
+    with pytest.raises(WeightsError, match=r"missing \(1\): module\.predictor_blocks\.1\.mlp\.fc2\.bias"):
         videojepa.load(path, part="predictor", config=cfg)
+    with torch.no_grad():  # the encoders of the same file still load
+        assert torch.equal(videojepa.load(path, part="encoder", config=cfg)(X), enc(X))
 
 
 def test_missing_extra_and_misshaped_keys_are_all_named(tmp_path, layouts):

@@ -95,7 +95,7 @@ def _run_models(a) -> int:
     return 0
 
 
-_COMMAND_MODULES = ("data", "weights", "evaluate", "finetune")
+_COMMAND_MODULES = ("data", "weights", "evaluate", "finetune", "world")
 
 
 def build_parser() -> argparse.ArgumentParser:

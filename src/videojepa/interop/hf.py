@@ -343,6 +343,11 @@ def write_hf_folder(w, dst: str | Path, encoder_part: str | None = None, with_pr
         w = _with_placeholder_predictor(w)
         notes.append("this classifier has no predictor, but HF's VJEPA2Model always holds one: a 1-block predictor "
                      "(seeded init) was written, which VJEPA2ForVideoClassification never runs")
+    from ..models.ac_predictor import ACPredictorConfig
+
+    if isinstance(w.predictor, ACPredictorConfig):
+        raise WeightsError(f"{w.source}: its predictor is V-JEPA 2-AC's action-conditioned one, which HF transformers "
+                           "does not implement; convert to our format instead (--to videojepa)")
     for p in (encoder_part, "predictor"):
         w.check(p)
     if w.encoder.pos_embed == "sincos":

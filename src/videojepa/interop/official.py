@@ -7,16 +7,19 @@ Layouts (REFERENCE §4.5, §6.4, §8):
   :data:`TRAINING_STATE`, read past). Keys carry ``module.`` (DDP) and ``backbone.`` (multi-mask wrapper)
   prefixes, e.g. ``module.backbone.blocks.0.attn.qkv.weight``. After removing them the names are ours.
 - **V-JEPA 2-AC**: the same dict; its ``predictor`` is the action-conditioned one (``action_encoder``,
-  ``state_encoder``, ...), which is not read yet (it comes with the planning work): only the encoders load.
+  ``state_encoder``, ``extrinsics_encoder``, ``predictor_blocks.*``; only ``module.`` prefixes), read as a
+  :class:`videojepa.models.ac_predictor.ACPredictor`, strictly (every key used, none missing).
 - **Probes**: V-JEPA 1 ``{"classifier": state dict, ...}``; V-JEPA 2 ``{"classifiers": [state dict, ...], ...}``
   (the released files are read at index 0, as the official inference configs do). Keys ``module.pooler.*``,
   ``module.linear.*``: ours after removing ``module.``.
 
 Everything else is read from the tensors: width, depth, MLP ratio, patch and tubelet size, position scheme,
 the sin-cos grid (hence clip size) and ``uniform_power``, predictor width, depth and mask-token count, probe
-width, depth, queries and classes. Attention heads are not in the tensors: they come from the caller's config,
-the registry, or the known released sizes (:func:`known_heads`; predictor: V-JEPA 1 = encoder heads,
-V-JEPA 2 = 12; probe: V-JEPA 1 = encoder heads, V-JEPA 2 = 16).
+width, depth, queries and classes, the 2-AC predictor's width, depth, MLP width and action / state / extrinsics
+widths. Attention heads are not in the tensors: they come from the caller's config, the registry, or the known
+released sizes (:func:`known_heads`; predictor: V-JEPA 1 = encoder heads, V-JEPA 2 = 12, 2-AC = 16 at width
+1024; probe: V-JEPA 1 = encoder heads, V-JEPA 2 = 16). Whether the 2-AC predictor reads extrinsics is not in
+the tensors either (its extrinsics encoder always exists): released = no (``use_extrinsics: false``).
 
 V-JEPA 1 vs V-JEPA 2 is told apart by the tensors: an ``action_encoder`` in the predictor means 2-AC; no
 ``pos_embed`` in the encoder, or 10 predictor mask tokens (every released V-JEPA 2 predictor), means V-JEPA 2;
@@ -29,6 +32,7 @@ import re
 
 import torch
 
+from ..models.ac_predictor import ACPredictorConfig
 from ..models.pooler import PROBE_LN_EPS, ProbeConfig
 from ..models.pos_embed import sincos_3d
 from ..models.predictor import PredictorConfig
@@ -37,7 +41,8 @@ from ..models.vit import EncoderConfig
 from .weights import Weights, WeightsError, resolve_fields
 
 __all__ = ["PREFIXES", "TRAINING_STATE", "DROPPED_ON_PURPOSE", "strip_prefixes", "detect_family", "known_heads",
-           "infer_encoder", "infer_predictor", "infer_probe", "read_pretrain", "read_probe"]
+           "infer_encoder", "infer_predictor", "infer_ac_predictor", "infer_probe", "read_pretrain", "read_probe",
+           "AC_PREDICTOR_HEADS"]
 
 PREFIXES = ("module.", "backbone.")
 TRAINING_STATE = ("opt", "scaler", "epoch", "loss", "batch_size", "world_size", "lr")
@@ -47,8 +52,8 @@ DROPPED_ON_PURPOSE = {
                  "(the official hub loads them with strict=False because of it)",
     "predictor_pos_embed": "the same unused table in the V-JEPA 2 RoPE predictor",
 }
-AC_PREDICTOR_NOTE = ("the V-JEPA 2-AC action-conditioned predictor is not read (it comes with the planning work); "
-                     "only the encoder(s) load")
+# Heads of the released 2-AC predictor by width (vjepa2 app/vjepa_droid config: pred_num_heads 16 at 1024).
+AC_PREDICTOR_HEADS = {1024: 16}
 # V-JEPA 2 RoPE encoders do not store their construction size; the official hub builds 256 px x 64 frames.
 ROPE_DEFAULT_SIZE = {"img_size": 256, "num_frames": 64}
 # EK100 anticipation probes have three heads; not supported yet.
@@ -221,6 +226,34 @@ def infer_predictor(sd: dict, names: dict, family: str, enc: EncoderConfig, give
     return resolve_fields("predictor", inferred, given, {**base, **assumed}), drop
 
 
+def infer_ac_predictor(sd: dict, names: dict, enc: EncoderConfig, given: dict, assumed: dict, where: str) -> dict:
+    """V-JEPA 2-AC predictor config fields from the tensors."""
+    w = _need(sd, "predictor_embed.weight", names, where)
+    dp, de = w.shape
+    if de != enc.embed_dim:
+        raise WeightsError(f"{where}: predictor input width {de} != encoder width {enc.embed_dim}")
+    if any(".mlp.fc3." in k for k in sd):
+        raise WeightsError(f"{where}: a SwiGLU (use_silu=True) action-conditioned predictor; only the GELU MLP "
+                           "of the released model is supported")
+    act = _need(sd, "action_encoder.weight", names, where)
+    state = _need(sd, "state_encoder.weight", names, where)
+    fc1 = _need(sd, "predictor_blocks.0.mlp.fc1.weight", names, where)
+    inferred = dict(embed_dim=dp, depth=_layers(sd, "predictor_blocks."), mlp_ratio=mlp_ratio(fc1.shape[0], dp),
+                    action_dim=act.shape[1], state_dim=state.shape[1],
+                    qkv_bias="predictor_blocks.0.attn.qkv.bias" in sd)
+    base = {"use_extrinsics": False, "frame_causal": True, "use_rope": True, "rope_variant": "legacy",
+            "extrinsics_dim": max(1, act.shape[1] - 1)}  # the reference: extrinsics width = action width - 1
+    if "extrinsics_encoder.weight" in sd:
+        inferred["extrinsics_dim"] = sd["extrinsics_encoder.weight"].shape[1]
+    if "num_heads" not in given and "num_heads" not in assumed:
+        heads = AC_PREDICTOR_HEADS.get(dp)
+        if heads is None:
+            raise WeightsError(f"{where}: attention heads are not stored in the weights and width {dp} is not the "
+                               "released 2-AC predictor's: pass them, e.g. config={'predictor': {'num_heads': N}}")
+        base["num_heads"] = heads
+    return resolve_fields("predictor", inferred, given, {**base, **assumed})
+
+
 def infer_probe(sd: dict, names: dict, family: str, given: dict, assumed: dict, where: str) -> dict:
     qt = _need(sd, "pooler.query_tokens", names, where)
     d = qt.shape[-1]
@@ -273,8 +306,11 @@ def read_pretrain(obj: dict, source: str, given: dict, hints: dict) -> Weights:
                 w.dropped[part] = dropped
     if "predictor" in sds:
         if family == "vjepa2-ac":
-            w.dropped["predictor"] = sorted(names["predictor"].values())
-            notes.append(AC_PREDICTOR_NOTE)
+            pf = infer_ac_predictor(sds["predictor"], names["predictor"], enc, given.get("predictor", {}),
+                                    hints.get("predictor", {}), f"{source} [predictor]")
+            w.predictor = ACPredictorConfig.from_dict(pf)
+            w.states["predictor"] = sds["predictor"]
+            w.file_keys["predictor"] = names["predictor"]
         else:
             pf, drop_pred = infer_predictor(sds["predictor"], names["predictor"], family, enc,
                                             given.get("predictor", {}), hints.get("predictor", {}),

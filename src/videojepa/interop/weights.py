@@ -4,7 +4,8 @@ Supported sources (the format is detected from the file, never from its name):
 
 - ``vjepa1``: official V-JEPA 1 ``.pth.tar`` (``encoder`` / ``predictor`` / ``target_encoder`` + training state)
 - ``vjepa2``: official V-JEPA 2 ``.pt`` (RoPE with the legacy tiling, 10 predictor mask tokens)
-- ``vjepa2-ac``: official V-JEPA 2-AC ``.pt``: its encoders (the action-conditioned predictor is not read yet)
+- ``vjepa2-ac``: official V-JEPA 2-AC ``.pt``: its encoders and its action-conditioned predictor
+  (part ``predictor`` builds a :class:`videojepa.models.ac_predictor.ACPredictor`)
 - ``vjepa1-probe``: official V-JEPA 1 attentive probe, ``{"classifier": state dict, ...}``
 - ``vjepa2-probe``: official V-JEPA 2 attentive probe, ``{"classifiers": [state dict, ...], ...}``
 - ``hf``: HuggingFace transformers V-JEPA 2 folder (``config.json`` + ``model.safetensors``), with or without
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..models.ac_predictor import ACPredictor, ACPredictorConfig
 from ..models.pooler import ProbeConfig, build_classifier
 from ..models.predictor import Predictor, PredictorConfig
 from ..models.vit import EncoderConfig, VisionTransformer
@@ -64,7 +66,7 @@ class Weights:
     source: str
     format: str
     encoder: EncoderConfig | None = None
-    predictor: PredictorConfig | None = None
+    predictor: PredictorConfig | ACPredictorConfig | None = None
     probe: ProbeConfig | None = None
     states: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     file_keys: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -100,6 +102,8 @@ class Weights:
                 return VisionTransformer(self.encoder)
             if part == "predictor":
                 e = self.encoder
+                if isinstance(self.predictor, ACPredictorConfig):
+                    return ACPredictor(self.predictor, e.embed_dim, e.grid[1:])
                 return Predictor(self.predictor, e.embed_dim, e.grid, e.pos_embed, e.rope_variant)
             return build_classifier(self.probe)
 
@@ -141,9 +145,7 @@ class Weights:
             raise ValueError(f"part must be one of {PARTS}, got {part!r}")
         if part not in self.states:
             extra = ""
-            if self.format == "vjepa2-ac" and part == "predictor":
-                extra = " (the V-JEPA 2-AC action-conditioned predictor is not supported yet)"
-            elif part == "target_encoder" and "encoder" in self.states:
+            if part == "target_encoder" and "encoder" in self.states:
                 extra = f" (this {self.format} source holds a single encoder: use part='encoder')"
             raise ValueError(f"part {part!r} is not in {self.source} ({self.format}; it holds: "
                              f"{', '.join(self.parts) or 'nothing'}){extra}")
@@ -203,8 +205,9 @@ def _split_config(config, parts=("encoder", "predictor", "probe"), default: str 
     """
     if config is None:
         return {}
-    if isinstance(config, (EncoderConfig, PredictorConfig, ProbeConfig)):
-        key = {EncoderConfig: "encoder", PredictorConfig: "predictor", ProbeConfig: "probe"}[type(config)]
+    if isinstance(config, (EncoderConfig, PredictorConfig, ACPredictorConfig, ProbeConfig)):
+        key = {EncoderConfig: "encoder", PredictorConfig: "predictor", ACPredictorConfig: "predictor",
+               ProbeConfig: "probe"}[type(config)]
         return {key: config.to_dict()}
     if isinstance(config, (str, Path)):
         config = _read_config_file(Path(config))
@@ -362,6 +365,11 @@ def _from_run_checkpoint(sd: dict, source: str, given: dict) -> Weights:
     return w
 
 
+def predictor_config_from_dict(d: dict) -> PredictorConfig | ACPredictorConfig:
+    """A stored predictor config: the action-conditioned one has ``action_dim``, the masked one does not."""
+    return ACPredictorConfig.from_dict(d) if "action_dim" in d else PredictorConfig.from_dict(d)
+
+
 def explicit_predictor(pred: PredictorConfig, enc: EncoderConfig) -> PredictorConfig:
     """The predictor config with its position scheme spelled out (``None`` means "as the encoder")."""
     return replace(pred, pos_embed=pred.pos_embed or enc.pos_embed, rope_variant=pred.rope_variant or enc.rope_variant)
@@ -445,7 +453,7 @@ def _read_ours(st_path: Path, cfg: dict, source: str, given: dict) -> Weights:
     if stray:
         raise WeightsError(f"{source}: tensors of no listed part ({', '.join(parts)}): {', '.join(sorted(stray)[:20])}")
     enc = EncoderConfig.from_dict(cfg["encoder"]) if cfg.get("encoder") else None
-    pred = PredictorConfig.from_dict(cfg["predictor"]) if cfg.get("predictor") else None
+    pred = predictor_config_from_dict(cfg["predictor"]) if cfg.get("predictor") else None
     probe = ProbeConfig.from_dict(cfg["probe"]) if cfg.get("probe") else None
     enc, pred, probe = _apply_given(enc, pred, probe, given)
     file_keys = {p: {k: f"{p}.{k}" for k in sd} for p, sd in states.items()}

@@ -1,0 +1,184 @@
+"""Planning in Two Rooms with learned world models: which encoder plans best, and at what cost.
+
+    python bench/planning.py                 # everything missing under runs/planning_bench/, then the table
+    python bench/planning.py --report-only   # the table from what is there
+    python bench/planning.py --episodes 20 --quick   # a smaller grid (fewer steps and episodes)
+
+Stages, each cached (a stage whose output exists is not run again; delete its folder to redo it):
+
+1. ``videojepa world collect``: exploratory trajectories, random layouts (wall and door drawn per episode).
+2. V-JEPA pretraining on the environment's own videos (``world export-videos``, then ``videojepa pretrain`` with
+   the ``cpu_demo`` recipe on them).
+3. ``videojepa world train`` for each encoder: ``conv`` (trained jointly, eb_jepa's anti-collapse terms),
+   ``pixels`` (pooled, frozen), ``vit-random`` (frozen random ViT), ``vit-vjepa`` (frozen V-JEPA-pretrained ViT),
+   and ``vit-vjepa-ac`` (the same features with V-JEPA 2-AC's block-causal transformer predictor).
+4. ``videojepa plan`` on 50 fixed evaluation episodes, on the random-layout task and on the fixed layout, for
+   every world model and for the baselines (oracle with the geodesic cost on the true dynamics, the same with the
+   straight-line cost, the data's random policy, standing still); CEM vs MPPI and summed vs last-step energy for
+   the best world model.
+
+Writes ``runs/planning_bench/results.json`` and prints the Markdown table that ``bench/RESULTS_planning.md`` holds.
+Wall times are whole-process figures on this machine; training minutes come from each run's ``summary.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path("runs/planning_bench")
+VJ = [sys.executable, "-m", "videojepa"]
+
+WORLDS = {
+    "conv": ["model.encoder=conv"],
+    "pixels": ["model.encoder=pixels"],
+    "vit-random": ["model.encoder=vit", "model.vit_init=random"],
+    "vit-vjepa": ["model.encoder=vit", "model.vit_init={vjepa}"],
+    "vit-vjepa-ac": ["model.encoder=vit", "model.vit_init={vjepa}", "model.predictor=ac", "model.hidden=128",
+                     "model.predictor_depth=4", "model.predictor_heads=4", "loss.distance=l1", "loss.rollout=2",
+                     "data.window=8"],
+}
+STEPS = {"conv": 3000, "pixels": 3000, "vit-random": 3000, "vit-vjepa": 3000, "vit-vjepa-ac": 600}
+FROZEN_LIMIT = 1000  # episodes whose frames a frozen ViT encodes (the cache of features), to bound the encoding time
+
+
+def run(cmd: list[str], log: Path) -> float:
+    print("$", " ".join(cmd), flush=True)
+    t = time.perf_counter()
+    with open(log, "w") as f:
+        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if r.returncode:
+        print(log.read_text()[-3000:])
+        raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}")
+    return time.perf_counter() - t
+
+
+def stage_data(a) -> Path:
+    data = ROOT / "data"
+    if not (data / "index.json").exists() or json.loads((data / "index.json").read_text())["meta"]["episodes"] != a.data_episodes:
+        run(VJ + ["world", "collect", "--out", str(data), "--episodes", str(a.data_episodes), "--layout", "random",
+                  "--no-progress"], ROOT / "collect.log")
+    return data
+
+
+def stage_pretrain(a, data: Path) -> Path:
+    pre = ROOT / "vjepa-env"
+    ck = sorted((pre / "checkpoints").glob("step_*.pt")) if (pre / "checkpoints").is_dir() else []
+    if (pre / "summary.json").exists() and ck:
+        return ck[-1]
+    videos = ROOT / "videos"
+    if not videos.is_dir():
+        run(VJ + ["world", "export-videos", "--data", str(data), "--out", str(videos), "--limit", "1500",
+                  "--no-progress"], ROOT / "export.log")
+    run(VJ + ["pretrain", "--config", "cpu_demo", "--out", str(pre), "--no-progress", "--max-steps", str(a.pretrain_steps),
+              "data.source=files", f"data.datasets=[{videos}]", "data.frame_step=2", "data.horizontal_flip=false",
+              "data.random_resize_scale=[1.0,1.0]", "data.random_resize_aspect_ratio=[1.0,1.0]",
+              "optim.warmup_steps=20"], ROOT / "pretrain.log")
+    return sorted((pre / "checkpoints").glob("step_*.pt"))[-1]
+
+
+def stage_world(a, name: str, data: Path, vjepa: Path) -> Path:
+    out = ROOT / f"world-{name}"
+    if (out / "summary.json").exists():
+        return out
+    ov = [o.format(vjepa=vjepa) for o in WORLDS[name]]
+    if "model.encoder=vit" in ov or "model.encoder=pixels" in ov:
+        ov.append(f"data.limit={FROZEN_LIMIT}")
+    steps = max(1, int(STEPS[name] * a.scale))
+    run(VJ + ["world", "train", "--data", str(data), "--out", str(out), "--steps", str(steps), "--no-progress", *ov],
+        ROOT / f"world-{name}.log")
+    return out
+
+
+def stage_plan(a, tag: str, args: list[str]) -> dict:
+    out = ROOT / "plans" / tag
+    res = out / "results.json"
+    if not res.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        run(VJ + ["plan", "--episodes", str(a.episodes), "--out", str(out), "--no-progress", *args], out / "plan.log")
+    return json.loads(res.read_text())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--episodes", type=int, default=50)
+    ap.add_argument("--data-episodes", type=int, default=3000)
+    ap.add_argument("--pretrain-steps", type=int, default=150)
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every world-model step budget")
+    ap.add_argument("--worlds", nargs="+", default=list(WORLDS), choices=list(WORLDS))
+    ap.add_argument("--report-only", action="store_true")
+    a = ap.parse_args()
+    ROOT.mkdir(parents=True, exist_ok=True)
+    if not a.report_only:
+        data = stage_data(a)
+        vjepa = stage_pretrain(a, data) if any("vjepa" in w for w in a.worlds) else None
+        for w in a.worlds:
+            stage_world(a, w, data, vjepa)
+        for layout in ("random", "fixed"):
+            for agent in ("oracle", "oracle-euclid", "random", "zero"):
+                stage_plan(a, f"{agent}-{layout}", ["--agent", agent, "--layout", layout, "--gif", "0"])
+            for w in a.worlds:
+                stage_plan(a, f"{w}-{layout}", ["--world", str(ROOT / f"world-{w}"), "--layout", layout])
+        best = best_world(a.worlds)
+        if best:
+            for tag, extra in (("mppi", ["--method", "mppi"]), ("last", ["--reduce", "last"]),
+                               ("cold", ["--no-warm-start"])):
+                stage_plan(a, f"{best}-random-{tag}", ["--world", str(ROOT / f"world-{best}"), "--layout", "random",
+                                                      "--gif", "0", *extra])
+    print(report(a))
+    return 0
+
+
+def best_world(worlds) -> str | None:
+    scores = {}
+    for w in worlds:
+        p = ROOT / "plans" / f"{w}-random" / "results.json"
+        if p.exists():
+            scores[w] = json.loads(p.read_text())["success"]
+    return max(scores, key=scores.get) if scores else None
+
+
+def _row(tag: str) -> dict | None:
+    p = ROOT / "plans" / tag / "results.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _fmt(r: dict | None) -> str:
+    if r is None:
+        return "- | - | -"
+    lo, hi = r["success_ci95"]
+    return f"{100 * r['success']:.0f}% ({100 * lo:.0f}-{100 * hi:.0f}) | {r['final_distance']:.1f} | {r['seconds_per_episode']:.2f}"
+
+
+def report(a) -> str:
+    lines = ["| agent | training (min) | random layouts: success (95% CI) | final dist. (px) | s / episode "
+             "| fixed layout: success (95% CI) | final dist. (px) | s / episode |",
+             "|---|---|---|---|---|---|---|---|"]
+    names = {"oracle": "oracle, geodesic cost (true dynamics)", "oracle-euclid": "oracle, straight-line cost (true dynamics)",
+             "random": "random policy (the data's)", "zero": "zero action"}
+    for agent, label in names.items():
+        lines.append(f"| {label} | - | {_fmt(_row(agent + '-random'))} | {_fmt(_row(agent + '-fixed'))} |")
+    for w in a.worlds:
+        s = ROOT / f"world-{w}" / "summary.json"
+        mins = f"{json.loads(s.read_text())['seconds'] / 60:.1f}" if s.exists() else "-"
+        lines.append(f"| world model: {w} | {mins} | {_fmt(_row(w + '-random'))} | {_fmt(_row(w + '-fixed'))} |")
+    best = best_world(a.worlds)
+    if best:
+        lines += ["", f"Planner variants for the best world model ({best}), random layouts:", "",
+                  "| planner | success (95% CI) | final dist. (px) | s / episode |", "|---|---|---|---|"]
+        for tag, label in (("", "CEM, summed L2 energy, warm start (default)"), ("-mppi", "MPPI"),
+                           ("-last", "CEM, last-step energy"), ("-cold", "CEM, no warm start")):
+            lines.append(f"| {label} | {_fmt(_row(best + '-random' + tag))} |")
+    out = "\n".join(lines)
+    results = {t.parent.name: json.loads(t.read_text()) for t in sorted((ROOT / "plans").glob("*/results.json"))} \
+        if (ROOT / "plans").is_dir() else {}
+    (ROOT / "results.json").write_text(json.dumps(results, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""Latent world models for planning: an encoder of frames, an action-conditioned predictor, and two heads.
+
+``WorldModel`` = ``encoder`` (frames -> latent vectors ``z``) + ``predictor`` (``(z_t, a_t) -> z_{t+1}``) +
+``idm`` (inverse dynamics, ``(z_t, z_{t+1}) -> a_t``: one of the anti-collapse terms when the encoder trains) +
+``probe`` (``z -> state``, trained on detached latents: it reads positions off imagined rollouts and never
+shapes the representation).
+
+Encoders (``kind``):
+
+- ``conv``: a small convolutional encoder trained jointly with the predictor (eb_jepa's recipe needs the
+  variance / covariance / temporal-smoothness / inverse-dynamics terms to keep it from collapsing);
+- ``pixels``: the frame itself, average-pooled (a fixed, parameter-free baseline);
+- ``vit``: a frozen video ViT (V-JEPA-pretrained, or a random init), each frame encoded alone (the frame repeated
+  to fill a tubelet, as V-JEPA 2-AC does), patch tokens average-pooled to a ``pool x pool`` grid.
+
+Every latent is layer-normed without affine parameters per token (V-JEPA 2-AC normalises its frozen features
+this way); the predictor's output is normalised the same way, so predictions and targets live on one sphere.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["WorldModelConfig", "WorldModel", "ConvEncoder", "PixelEncoder", "FrozenViTEncoder", "MLPPredictor",
+           "ENCODER_KINDS"]
+
+ENCODER_KINDS = ("conv", "pixels", "vit")
+
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    """``encoder``: conv | pixels | vit. ``dim``: conv latent width. ``pixel_pool``: average-pool factor of the
+    pixels baseline. ``vit_init``: for ``vit``, a checkpoint / weights path, or ``random``; ``vit_name`` and
+    ``vit_overrides`` build the random one. ``vit_pool``: the token grid kept per frame (``pool x pool`` tokens).
+    ``hidden``: predictor MLP width; ``predictor_depth``: its hidden layers. ``action_dim`` / ``state_dim``:
+    from the data. ``action_scale``: actions are divided by it before the predictor (the env's max step)."""
+
+    encoder: str = "conv"
+    dim: int = 128
+    channels: tuple[int, ...] = (16, 32, 32)
+    pixel_pool: int = 4
+    vit_init: str = "random"
+    vit_part: str = "target_encoder"
+    vit_name: str = "vit_nano_cpu"
+    vit_overrides: dict = field(default_factory=lambda: {"patch_size": 8, "tubelet_size": 2})
+    vit_pool: int = 2
+    predictor: str = "mlp"
+    hidden: int = 512
+    predictor_depth: int = 2
+    predictor_heads: int = 4
+    idm_hidden: int = 256
+    probe_hidden: int = 256
+    action_dim: int = 2
+    state_dim: int = 2
+    action_scale: float = 2.0
+    img_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.predictor not in ("mlp", "ac"):
+            raise ValueError(f"model.predictor must be 'mlp' or 'ac' (V-JEPA 2-AC's block-causal transformer), "
+                             f"got {self.predictor!r}")
+        if self.predictor == "ac" and self.encoder == "conv":
+            raise ValueError("model.predictor=ac trains on a frozen encoder (V-JEPA 2-AC): use model.encoder=vit or pixels")
+        if self.encoder not in ENCODER_KINDS:
+            raise ValueError(f"model.encoder must be one of {ENCODER_KINDS}, got {self.encoder!r}")
+        for k in ("dim", "hidden", "predictor_depth", "idm_hidden", "probe_hidden", "action_dim", "pixel_pool", "vit_pool",
+                  "img_size"):
+            if int(getattr(self, k)) < 1:
+                raise ValueError(f"model.{k} must be >= 1, got {getattr(self, k)}")
+        if self.action_scale <= 0:
+            raise ValueError(f"model.action_scale must be > 0, got {self.action_scale}")
+        if self.img_size % self.pixel_pool:
+            raise ValueError(f"model.pixel_pool {self.pixel_pool} does not divide model.img_size {self.img_size}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WorldModelConfig":
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown world model config key(s): {', '.join(unknown)}")
+        d = dict(d)
+        if "channels" in d:
+            d["channels"] = tuple(int(c) for c in d["channels"])
+        return cls(**d)
+
+
+def _frames_to_float(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[..., H, W, 3]`` -> float ``[..., 3, H, W]`` in ``[-0.5, 0.5]``."""
+    x = frames.float() if frames.dtype == torch.uint8 else frames
+    if frames.dtype == torch.uint8:
+        x = x / 255.0
+    return x.movedim(-1, -3) - 0.5
+
+
+class ConvEncoder(nn.Module):
+    """Three strided convolutions (``channels``; 64 -> 32 -> 16 -> 8), then Linear to ``dim``: trained jointly."""
+
+    tokens = 1
+    trainable = True
+
+    def __init__(self, cfg: WorldModelConfig) -> None:
+        super().__init__()
+        c = (3,) + tuple(cfg.channels)
+        layers: list[nn.Module] = []
+        for i in range(len(c) - 1):
+            k = 4 if i < len(c) - 2 else 3
+            layers += [nn.Conv2d(c[i], c[i + 1], k, stride=2, padding=1), nn.GELU()]
+        self.net = nn.Sequential(*layers)
+        with torch.no_grad():
+            n = self.net(torch.zeros(1, 3, cfg.img_size, cfg.img_size)).numel()
+        self.fc = nn.Linear(n, cfg.dim)
+        self.dim = cfg.dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, 3, H, W] -> [N, dim]
+        return self.fc(self.net(x).flatten(1))
+
+
+class PixelEncoder(nn.Module):
+    """The pixels, average-pooled by ``pixel_pool``: no parameters."""
+
+    tokens = 1
+    trainable = False
+
+    def __init__(self, cfg: WorldModelConfig) -> None:
+        super().__init__()
+        self.pool = cfg.pixel_pool
+        self.dim = 3 * (cfg.img_size // cfg.pixel_pool) ** 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, self.pool).flatten(1)
+
+
+class FrozenViTEncoder(nn.Module):
+    """A frozen video ViT reading one frame at a time; tokens average-pooled to ``vit_pool x vit_pool``."""
+
+    trainable = False
+
+    def __init__(self, vit: nn.Module, pool: int, cfg: "WorldModelConfig") -> None:
+        super().__init__()
+        self.vit = vit.requires_grad_(False).eval()
+        p = vit.cfg.patch_size
+        gh, gw = cfg_img(cfg_size := cfg.img_size, p)
+        if gh % pool or gw % pool:
+            raise ValueError(f"model.vit_pool {pool} does not divide the ViT's {gh}x{gw} token grid on "
+                             f"{cfg_size}x{cfg_size} frames (patch {p})")
+        self.grid = (gh, gw)
+        self.pool = pool
+        self.tokens = pool * pool
+        self.token_dim = vit.cfg.embed_dim
+        self.dim = self.tokens * self.token_dim
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True):  # always frozen, always in eval mode
+        super().train(mode)
+        self.vit.eval()
+        return self
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = ((x + 0.5) - self.mean) / self.std
+        tok = self.vit(x)  # [N, H'*W', D] (a frame: one tubelet)
+        n, _, d = tok.shape
+        tok = tok.transpose(1, 2).reshape(n, d, *self.grid)
+        tok = F.adaptive_avg_pool2d(tok, self.pool)  # [N, D, p, p]
+        return tok.flatten(2).transpose(1, 2).flatten(1)  # [N, p*p*D], token-major
+
+
+def cfg_img(size: int, patch: int) -> tuple[int, int]:
+    if size % patch:
+        raise ValueError(f"frames of {size} px are not divisible into {patch} px patches")
+    return size // patch, size // patch
+
+
+class MLPPredictor(nn.Module):
+    """``z_{t+1} = norm(z_t + MLP([z_t, a_t / scale]))``: a residual step in latent space."""
+
+    def __init__(self, dim: int, action_dim: int, hidden: int, depth: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Linear(dim + action_dim, hidden), nn.GELU()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(hidden, hidden), nn.GELU()]
+        layers.append(nn.Linear(hidden, dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return z + self.net(torch.cat([z, a], dim=-1))
+
+
+def _mlp(i: int, h: int, o: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(i, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, o))
+
+
+class WorldModel(nn.Module):
+    """See the module docstring. Shapes: frames uint8 ``[..., H, W, 3]``; latents ``[..., D]``; actions ``[..., A]``."""
+
+    def __init__(self, cfg: WorldModelConfig, vit: nn.Module | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if cfg.encoder == "conv":
+            self.encoder: nn.Module = ConvEncoder(cfg)
+        elif cfg.encoder == "pixels":
+            self.encoder = PixelEncoder(cfg)
+        else:
+            if vit is None:
+                raise ValueError("model.encoder=vit needs the ViT (built from model.vit_init by the trainer)")
+            self.encoder = FrozenViTEncoder(vit, cfg.vit_pool, cfg)
+        d = self.encoder.dim
+        self.dim = d
+        self.tokens = self.encoder.tokens
+        if cfg.predictor == "mlp":
+            self.predictor: nn.Module = MLPPredictor(d, cfg.action_dim, cfg.hidden, cfg.predictor_depth)
+        else:
+            from .ac_predictor import ACPredictor, ACPredictorConfig
+
+            side = int(round(self.tokens ** 0.5))
+            grid = (side, side) if side * side == self.tokens else (1, self.tokens)
+            ac = ACPredictorConfig(embed_dim=cfg.hidden, depth=cfg.predictor_depth, num_heads=cfg.predictor_heads,
+                                   action_dim=cfg.action_dim, state_dim=max(cfg.state_dim, 1))
+            self.predictor = ACPredictor(ac, d // self.tokens, grid)
+        self.idm = _mlp(2 * d, cfg.idm_hidden, cfg.action_dim)
+        if not self.encoder.trainable:  # inverse dynamics is an anti-collapse term: nothing to hold up when frozen
+            self.idm.requires_grad_(False)
+        self.probe = _mlp(d, cfg.probe_hidden, max(cfg.state_dim, 1))
+        self.register_buffer("action_scale", torch.tensor(float(cfg.action_scale)), persistent=False)
+        self.register_buffer("state_scale", torch.tensor(float(cfg.img_size)), persistent=False)
+
+    @property
+    def uses_states(self) -> bool:
+        """The 2-AC predictor reads proprioceptive states (the mlp one does not)."""
+        return self.cfg.predictor == "ac"
+
+    @property
+    def encoder_trains(self) -> bool:
+        return bool(self.encoder.trainable)
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-token layer norm without affine parameters."""
+        shape = z.shape
+        z = z.reshape(*shape[:-1], self.tokens, shape[-1] // self.tokens)
+        return F.layer_norm(z, z.shape[-1:]).reshape(shape)
+
+    def encode(self, frames: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+        """uint8 frames ``[..., H, W, 3]`` -> normalised latents ``[..., D]`` (in chunks for frozen encoders)."""
+        lead = frames.shape[:-3]
+        x = _frames_to_float(frames.reshape(-1, *frames.shape[-3:]))
+        if self.encoder_trains or x.shape[0] <= chunk:
+            z = self.encoder(x)
+        else:
+            z = torch.cat([self.encoder(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
+        return self.normalize(z).reshape(*lead, -1)
+
+    def _tokens(self, z: torch.Tensor) -> torch.Tensor:
+        return z.unflatten(-1, (self.tokens, z.shape[-1] // self.tokens))
+
+    def step(self, z: torch.Tensor, a: torch.Tensor, states: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher forcing: ``z`` ``[..., T, D]`` (or ``[..., D]`` for the mlp predictor) and the actions taken there
+        -> the next latents. The 2-AC predictor attends block-causally over the ``T`` frames and reads ``states``."""
+        if self.cfg.predictor == "mlp":
+            return self.normalize(self.predictor(z, a / self.action_scale))
+        if states is None:
+            raise ValueError("the 2-AC predictor needs the proprioceptive states")
+        out = self.predictor(self._tokens(z), a / self.action_scale, states / self.state_scale)
+        return self.normalize(out.flatten(-2))
+
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor, state0: torch.Tensor | None = None) -> torch.Tensor:
+        """Auto-regressive: ``z0`` ``[B, D]``, actions ``[B, H, A]`` -> predicted ``[B, H, D]`` (frames 1..H).
+
+        The 2-AC predictor reruns on every frame so far (block-causal, as V-JEPA 2-AC plans) with states
+        integrated from the actions (``s_{t+1} = s_t + a_t`` from ``state0``: its planner integrates the pose the
+        same way; walls make this an approximation here)."""
+        out, z = [], z0
+        if self.cfg.predictor == "mlp":
+            for t in range(actions.shape[1]):
+                z = self.step(z, actions[:, t])
+                out.append(z)
+            return torch.stack(out, dim=1)
+        if state0 is None:
+            raise ValueError("the 2-AC predictor needs the start state (state0) to roll out")
+        states = state0[:, None] + torch.cat([torch.zeros_like(actions[:, :1]), actions.cumsum(1)[:, :-1]], 1)
+        hist = z0[:, None]
+        for t in range(actions.shape[1]):
+            nxt = self.step(hist, actions[:, :t + 1], states[:, :t + 1])[:, -1:]
+            hist = torch.cat([hist, nxt], 1)
+        return hist[:, 1:]
+
+    def inverse(self, z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+        return self.idm(torch.cat([z0, z1], dim=-1)) * self.action_scale
+
+    def read_state(self, z: torch.Tensor) -> torch.Tensor:
+        return self.probe(z)

@@ -1,0 +1,152 @@
+"""Pictures of planning: episode GIFs, energy landscapes, and counterfactual rollouts ("what if I had moved left?")."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..envs.two_rooms import Episodes, TwoRoomsConfig, _wall_masks, move, render
+
+__all__ = ["episodes_gif", "energy_landscape", "imagine", "plot_imagination"]
+
+SCALE = 4
+
+
+def _upscale(frame: np.ndarray, k: int = SCALE) -> np.ndarray:
+    return frame.repeat(k, 0).repeat(k, 1)
+
+
+def _draw(img, pts: np.ndarray, color, width: int = 2, dot: bool = False):
+    from PIL import ImageDraw
+
+    d = ImageDraw.Draw(img)
+    xy = [(float(x) * SCALE + SCALE / 2, float(y) * SCALE + SCALE / 2) for x, y in pts]
+    if dot:
+        x, y = xy[0]
+        d.ellipse([x - 5, y - 5, x + 5, y + 5], outline=color, width=2)
+    elif len(xy) > 1:
+        d.line(xy, fill=color, width=width)
+
+
+def episodes_gif(result: dict, episodes: Episodes, env_cfg: TwoRoomsConfig, path: str | Path, n: int = 4,
+                 every: int = 2) -> Path:
+    """Tile ``n`` recorded episodes side by side: the frame, the goal (green ring), the path so far (white) and the
+    current plan as the model imagines it (yellow: the state probe read off the imagined latents; for the oracle,
+    the simulated plan). Needs ``run_episodes(..., record=True)``."""
+    from PIL import Image
+
+    traj = result["trajectories"][:n]
+    plans = result["plans"]
+    ok = result["per_episode_success"][:n]
+    frames = []
+    t_max = traj.shape[1]
+    for t in range(0, t_max, every):
+        tiles = []
+        plan = max((p for p in plans if p["t"] <= t), key=lambda p: p["t"], default=None)
+        for i in range(len(traj)):
+            img = Image.fromarray(_upscale(render(traj[i, t], episodes.layout[i], env_cfg)[0]))
+            _draw(img, [episodes.goal[i]], (60, 220, 90), dot=True)
+            _draw(img, traj[i, : t + 1], (235, 235, 235), width=1)
+            if plan is not None and plan.get("states") is not None:
+                _draw(img, np.concatenate([traj[i, t:t + 1], plan["states"][i]]), (250, 210, 40), width=1)
+            tiles.append(np.asarray(img))
+        frame = np.concatenate(tiles, 1)
+        frames.append(Image.fromarray(frame))
+    label = ", ".join("success" if s else "fail" for s in ok)
+    path = Path(path)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=80, loop=0, comment=label.encode())
+    return path
+
+
+@torch.no_grad()
+def energy_landscape(model, episodes: Episodes, env_cfg: TwoRoomsConfig, path: str | Path, n: int = 3,
+                     energy: str = "l2", device="cpu", stride: int = 2) -> Path:
+    """For ``n`` episodes: the energy of standing at each free position (its frame encoded, distance to the goal's
+    latent), next to the true geodesic distance. A good world-model energy decreases towards the goal *through the
+    door*; one that follows the straight line has a minimum against the wall."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..envs.two_rooms import geodesic_distance
+
+    s = env_cfg.size
+    ys, xs = np.mgrid[env_cfg.border:s - env_cfg.border:stride, env_cfg.border:s - env_cfg.border:stride]
+    pts = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+    fig, ax = plt.subplots(n, 3, figsize=(10, 3.3 * n), squeeze=False)
+    for i in range(n):
+        lay = episodes.layout[i]
+        walls = _wall_masks(lay[None], env_cfg)[0]
+        free = ~walls[pts[:, 1].astype(int), pts[:, 0].astype(int)]
+        z = model.encode(torch.from_numpy(render(pts, np.repeat(lay[None], len(pts), 0), env_cfg)).to(device))
+        zg = model.encode(torch.from_numpy(render(episodes.goal[i], lay, env_cfg)).to(device))
+        d = z - zg
+        e = (d.pow(2).mean(-1) if energy == "l2" else d.abs().mean(-1)).cpu().numpy()
+        grid = np.where(free, e, np.nan).reshape(xs.shape)
+        geo = geodesic_distance(episodes.goal[i], lay, env_cfg)
+        ax[i, 0].imshow(render(episodes.start[i], lay, env_cfg)[0])
+        ax[i, 0].plot(*episodes.goal[i], "o", mfc="none", mec="lime", ms=10)
+        ax[i, 0].set_title(f"episode {i}: start, goal (green)")
+        im = ax[i, 1].imshow(grid, extent=(xs.min() - 1, xs.max() + 1, ys.max() + 1, ys.min() - 1), cmap="viridis")
+        ax[i, 1].plot(*episodes.goal[i], "o", mfc="none", mec="red", ms=10)
+        ax[i, 1].set_title(f"world-model energy ({energy})")
+        fig.colorbar(im, ax=ax[i, 1], fraction=0.046)
+        im2 = ax[i, 2].imshow(np.where(np.isfinite(geo), geo, np.nan), cmap="viridis")
+        ax[i, 2].set_title("true distance around the wall")
+        fig.colorbar(im2, ax=ax[i, 2], fraction=0.046)
+        for a in ax[i]:
+            a.set_xticks([])
+            a.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return Path(path)
+
+
+DIRECTIONS = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "down": (0.0, 1.0), "up": (0.0, -1.0)}
+
+
+@torch.no_grad()
+def imagine(model, start: np.ndarray, layout: np.ndarray, env_cfg: TwoRoomsConfig, sequences: dict[str, np.ndarray],
+            state_scale: float = 64.0, device="cpu") -> dict:
+    """Roll each named action sequence ``[H, 2]`` out from one start, in imagination (the predictor, positions read
+    by the state probe) and for real (the simulator). Returns ``{name: {"imagined": [H+1, 2], "true": [H+1, 2]}}``."""
+    z0 = model.encode(torch.from_numpy(render(start, layout, env_cfg)).to(device))  # [1, D]
+    out = {}
+    for name, seq in sequences.items():
+        a = torch.as_tensor(np.asarray(seq, np.float32))[None].to(device)
+        pred = model.rollout(z0, a, torch.as_tensor(np.asarray(start, np.float32))[None].to(device))[0]
+        pos = model.read_state(torch.cat([z0, pred])).cpu().numpy() * state_scale
+        true = [np.asarray(start, np.float64)]
+        for act in np.asarray(seq, np.float64):
+            true.append(move(true[-1], act, layout, env_cfg)[0])
+        out[name] = {"imagined": pos, "true": np.stack(true)}
+    return out
+
+
+def plot_imagination(start: np.ndarray, layout: np.ndarray, env_cfg: TwoRoomsConfig, rolled: dict,
+                     path: str | Path, title: str = "") -> Path:
+    """The start frame with each counterfactual: imagined path (solid) vs what the simulator does (dotted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(render(start, layout, env_cfg)[0])
+    for i, (name, r) in enumerate(rolled.items()):
+        c = f"C{i % 10}"
+        ax.plot(r["imagined"][:, 0], r["imagined"][:, 1], "-o", color=c, ms=2, label=f"{name}: imagined")
+        ax.plot(r["true"][:, 0], r["true"][:, 1], ":", color=c, lw=2, label=f"{name}: true")
+    ax.set_xlim(-0.5, env_cfg.size - 0.5)
+    ax.set_ylim(env_cfg.size - 0.5, -0.5)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title or "what if? imagined rollouts (solid) vs the simulator (dotted)")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,491 @@
+"""World-model training (``videojepa world train``): an action-conditioned predictor in a latent space.
+
+``WorldTrainer(cfg, out_dir).fit()`` runs on the shared :class:`~videojepa.training.engine.Engine` (resume,
+atomic verified checkpoints, metrics CSV + PNG, progress, the non-finite stop). A step draws ``batch_size``
+windows of ``window`` frames from the trajectory folder (a pure function of ``(seed, step)``), encodes them,
+and scores the predictor:
+
+- **teacher forcing** (weight ``loss.teacher_forcing``): ``z_t, a_t -> z_{t+1}`` for every ``t`` of the window;
+- **rollout**: from ``z_0`` alone, ``loss.rollout`` auto-regressive steps against ``z_1 .. z_R`` (V-JEPA 2-AC
+  rolls out 2 steps, eb_jepa 8); distance ``loss.distance`` (``l1``: V-JEPA 2-AC; ``mse``: eb_jepa);
+- when the encoder trains (``model.encoder: conv``), eb_jepa's anti-collapse terms on all frames of the window:
+  ``std`` (hinge on the per-dimension standard deviation over the batch), ``cov`` (off-diagonal covariance),
+  ``time`` (``|z_{t+1} - z_t|^2``, temporal smoothness), ``idm`` (inverse dynamics ``(z_t, z_{t+1}) -> a_t``);
+- the state probe (``z -> state``, on detached latents, weight 1): it never shapes the representation.
+
+Frozen encoders (``pixels``, ``vit``) are run once over every frame before the first step (the features are
+cached in memory), so their steps cost only the predictor. Diagnostics every ``train.diag_every`` steps: the
+per-dimension std and effective rank of the latents, and the probe's position error (pixels) on encoded frames
+and at the last rollout step (how far imagination drifts), on held-out episodes when there are any.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import ConfigError, _read_with_base, _to_dict, apply_overrides, build_sections, check_sections
+from ..data.trajectories import TrajectoryDataset, load_trajectories
+from ..models.world import WorldModel, WorldModelConfig
+from ..rng import derive_seed, numpy_generator
+from .distributed import DistEnv, init_distributed
+from .engine import Engine
+from .losses import feature_stats
+from .metrics import MetricsLog
+from .schedules import warmup_cosine
+
+__all__ = ["WorldConfig", "WorldTrainer", "WORLD_FORMAT", "WORLD_COLUMNS", "load_world_config", "load_world", "vc_terms",
+           "world_losses"]
+
+WORLD_FORMAT = "videojepa-world/1"
+WORLD_COLUMNS = ["step", "loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm",
+                 "loss_probe", "lr", "grad_norm", "clips_per_s", "elapsed_s", "z_std", "z_erank", "probe_err_px",
+                 "rollout_err_px", "val_rollout", "samples_skipped"]
+
+
+@dataclass(frozen=True)
+class WDataSection:
+    """``path``: a trajectory folder (``videojepa world collect``, :func:`~videojepa.data.trajectories.
+    write_trajectories`) or a LeRobot dataset folder. ``window``: frames per training window. ``val_episodes``:
+    episodes held out for the diagnostics (the last ones). ``limit``: use only the first ``limit`` episodes."""
+
+    path: str = ""
+    window: int = 17
+    batch_size: int = 64
+    val_episodes: int = 64
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.window < 2:
+            raise ConfigError(f"data.window must be >= 2, got {self.window}")
+        if self.batch_size < 2:
+            raise ConfigError(f"data.batch_size must be >= 2 (the variance terms need a batch), got {self.batch_size}")
+        if self.val_episodes < 0:
+            raise ConfigError(f"data.val_episodes must be >= 0, got {self.val_episodes}")
+
+
+@dataclass(frozen=True)
+class WLossSection:
+    """Coefficients: eb_jepa's (``std`` 16, ``cov`` 8, ``time`` 12, ``idm`` 1) apply only when the encoder trains."""
+
+    distance: str = "mse"
+    teacher_forcing: float = 1.0
+    rollout: int = 8
+    std: float = 16.0
+    cov: float = 8.0
+    time: float = 12.0
+    idm: float = 1.0
+    std_margin: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.distance not in ("l1", "mse"):
+            raise ConfigError(f"loss.distance must be 'l1' or 'mse', got {self.distance!r}")
+        if self.rollout < 0:
+            raise ConfigError(f"loss.rollout must be >= 0, got {self.rollout}")
+        for k in ("teacher_forcing", "std", "cov", "time", "idm", "std_margin"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"loss.{k} must be >= 0, got {getattr(self, k)}")
+        if self.rollout == 0 and self.teacher_forcing == 0:
+            raise ConfigError("loss.rollout and loss.teacher_forcing are both 0: nothing trains the predictor")
+
+
+@dataclass(frozen=True)
+class WOptimSection:
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup: float = 0.1  # share of the steps
+    final_lr: float = 0.0
+    clip_grad: float | None = 2.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"optim.lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"optim.warmup must be in [0, 1), got {self.warmup}")
+
+
+@dataclass(frozen=True)
+class WTrainSection:
+    seed: int = 0
+    steps: int = 3000
+    device: str = "auto"
+    dtype: str = "float32"
+    log_every: int = 25
+    diag_every: int = 250
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        for k in ("steps", "log_every", "diag_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"train.{k} must be >= 1, got {getattr(self, k)}")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"train.dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    data: WDataSection = field(default_factory=WDataSection)
+    model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    loss: WLossSection = field(default_factory=WLossSection)
+    optim: WOptimSection = field(default_factory=WOptimSection)
+    train: WTrainSection = field(default_factory=WTrainSection)
+
+    def __post_init__(self) -> None:
+        if not self.data.path:
+            raise ConfigError("data.path is required: a trajectory folder (videojepa world collect) or a LeRobot folder")
+
+    def to_dict(self) -> dict:
+        d = _to_dict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WorldConfig":
+        d = copy.deepcopy(d or {})
+        check_sections(cls, d)
+        model = d.pop("model", {}) or {}
+        try:
+            m = WorldModelConfig.from_dict(model)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"model: {e}") from None
+        return build_sections(cls, d, model=m)
+
+
+def load_world_config(path: str | Path | None = None, overrides: list[str] | None = None) -> WorldConfig:
+    """Defaults, then the YAML at ``path`` (if any), then ``key=value`` overrides."""
+    d = _read_with_base(path, ())[0] if path else {}
+    return WorldConfig.from_dict(apply_overrides(d, overrides or []))
+
+
+# ------------------------------------------------------------------------------------------------- losses
+def _dist(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
+    return (a - b).abs().mean() if kind == "l1" else (a - b).pow(2).mean()
+
+
+def vc_terms(z: torch.Tensor, margin: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """VICReg's variance hinge ``mean(relu(margin - std_d))`` and covariance ``sum_{i!=j} C_ij^2 / D`` of ``[N, D]``."""
+    z = z - z.mean(0)
+    std = torch.sqrt(z.var(0) + 1e-4)
+    n, d = z.shape
+    cov = (z.T @ z) / max(n - 1, 1)
+    off = cov - torch.diag(torch.diag(cov))
+    return F.relu(margin - std).mean(), off.pow(2).sum() / d
+
+
+def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, states: torch.Tensor | None,
+                 loss, state_scale: float) -> tuple[torch.Tensor, dict, dict]:
+    """``z`` ``[B, T, D]`` (normalised latents of the window), actions ``[B, T-1, A]``, states ``[B, T, S]``."""
+    b, t, d = z.shape
+    parts: dict = {}
+    total = z.new_zeros(())
+    r = min(loss.rollout, t - 1)
+    pred = None
+    if model.uses_states:  # V-JEPA 2-AC's losses (teacher forcing + rollout from [z_0, zhat_1], PR #25 indexing)
+        from ..models.ac_predictor import ac_losses
+
+        tf_loss, ro_loss = ac_losses(model.predictor, model._tokens(z), actions / model.action_scale,
+                                     states / model.state_scale, auto_steps=max(r, 1),
+                                     loss_exp=1.0 if loss.distance == "l1" else 2.0)
+        parts["loss_tf"], parts["loss_rollout"] = tf_loss, ro_loss
+        total = total + loss.teacher_forcing * tf_loss + (ro_loss if r > 0 else 0.0)
+    else:
+        if loss.teacher_forcing > 0:
+            tf = model.step(z[:, :-1], actions)
+            parts["loss_tf"] = _dist(tf, z[:, 1:], loss.distance)
+            total = total + loss.teacher_forcing * parts["loss_tf"]
+        if r > 0:
+            pred = model.rollout(z[:, 0], actions[:, :r])
+            parts["loss_rollout"] = _dist(pred, z[:, 1:r + 1], loss.distance)
+            total = total + parts["loss_rollout"]
+    if model.encoder_trains:
+        flat = z.reshape(b * t, d)
+        parts["loss_std"], parts["loss_cov"] = vc_terms(flat, loss.std_margin)
+        parts["loss_time"] = (z[:, 1:] - z[:, :-1]).pow(2).sum(-1).mean() / d
+        parts["loss_idm"] = F.mse_loss(model.inverse(z[:, :-1], z[:, 1:]) / model.action_scale, actions / model.action_scale)
+        total = total + loss.std * parts["loss_std"] + loss.cov * parts["loss_cov"] + loss.time * parts["loss_time"] \
+            + loss.idm * parts["loss_idm"]
+    if states is not None and states.shape[-1] > 0:
+        parts["loss_probe"] = F.mse_loss(model.read_state(z.detach()), states / state_scale)
+        total = total + parts["loss_probe"]
+    return total, parts, {"z": z.detach(), "pred": None if pred is None else pred.detach(), "r": r}
+
+
+# ------------------------------------------------------------------------------------------------- trainer
+class WorldTrainer(Engine):
+    FORMAT = WORLD_FORMAT
+    NAME = "world"
+    PARTS = ("encoder", "predictor", "idm", "probe")  # the WorldModel's sub-modules, one state dict each
+    METRIC_COLUMNS = WORLD_COLUMNS
+    ACC_KEYS = ("loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm", "loss_probe")
+
+    def __init__(self, cfg: WorldConfig, out_dir: str | Path, *, resume: str | None = "auto", progress: bool = True,
+                 device: str | None = None, env: DistEnv | None = None, data: TrajectoryDataset | None = None) -> None:
+        self.cfg = cfg
+        t = cfg.train
+        self.setup(out_dir, env=env or init_distributed(device or t.device), progress=progress, dtype=t.dtype,
+                   seed=t.seed, max_steps=t.steps, grad_accum=1, batch_size=cfg.data.batch_size, max_failure_rate=1.0,
+                   log_every=t.log_every, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+                   diag_every=t.diag_every)
+        self.data = data if data is not None else load_trajectories(cfg.data.path, limit=cfg.data.limit, progress=progress)
+        ds = self.data
+        mc = cfg.model
+        if (mc.action_dim, mc.state_dim) != (ds.action_dim, ds.state_dim) or ds.frame_shape[:2] != (mc.img_size, mc.img_size):
+            raise ValueError(f"{cfg.data.path}: the data has {ds.action_dim}-d actions, {ds.state_dim}-d states and "
+                             f"{ds.frame_shape[0]}x{ds.frame_shape[1]} frames, the model expects model.action_dim="
+                             f"{mc.action_dim}, model.state_dim={mc.state_dim}, model.img_size={mc.img_size}")
+        n_val = min(cfg.data.val_episodes, len(ds) // 5)
+        self.train_eps = np.arange(len(ds) - n_val)
+        self.val_eps = np.arange(len(ds) - n_val, len(ds))
+        self.state_scale = float(mc.img_size)
+        vit, self.vit_desc = self._build_vit() if mc.encoder == "vit" else (None, None)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(t.seed, "world-init"))
+            self.model = WorldModel(mc, vit).to(self.device)
+        self.train_model = self.model
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=o.lr)
+        self.feats = None
+        if not self.model.encoder_trains:
+            self.feats = self._encode_all()
+        self.resume(resume)
+
+    # ------------------------------------------------------------------ set-up pieces
+    def _build_vit(self):
+        from .finetune import build_encoder
+        from .finetune_config import FinetuneConfig
+
+        m = self.cfg.model
+        ft = FinetuneConfig.from_dict({"model": {"init": m.vit_init, "part": m.vit_part, "name": m.vit_name,
+                                                 "overrides": dict(m.vit_overrides), "drop_path": 0.0},
+                                       "data": {"train": "unused", "num_frames": 16, "crop_size": m.img_size}})
+        enc, desc, _ = build_encoder(ft, self.cfg.train.seed)
+        return enc, desc
+
+    @torch.no_grad()
+    def _encode_all(self) -> torch.Tensor:
+        frames = self.data.all_frames()
+        chunk = 512
+        it = range(0, len(frames), chunk)
+        if self.progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, desc=f"encode ({self.cfg.model.encoder}, frozen)", unit="chunk", leave=False)
+        self.model.eval()
+        out = [self.model.encode(torch.from_numpy(frames[i:i + chunk]).to(self.device)).cpu() for i in it]
+        return torch.cat(out)
+
+    def _batch(self, eps: np.ndarray, starts: np.ndarray, step: int) -> dict:
+        w = self.cfg.data.window
+        win = self.data.windows(eps, starts, w)
+        out = {"actions": torch.from_numpy(win["actions"]), "states": torch.from_numpy(win["states"]),
+               "step": step, "skipped": []}
+        if self.feats is not None:
+            fi = (self.data.frame_start[eps] + starts)[:, None] + np.arange(w)
+            out["clips"] = self.feats[torch.from_numpy(fi)]
+        else:
+            out["clips"] = torch.from_numpy(win["frames"])
+        return out
+
+    def _windows(self, rng: np.random.Generator, eps_pool: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        w = self.cfg.data.window
+        ok = eps_pool[self.data.lengths[eps_pool] >= w]
+        if not len(ok):
+            raise ValueError(f"{self.cfg.data.path}: no training episode has data.window={w} frames "
+                             f"(longest: {int(self.data.lengths.max())})")
+        eps = ok[rng.integers(0, len(ok), size=n)]
+        starts = (rng.random(n) * (self.data.lengths[eps] - w + 1)).astype(np.int64)
+        return eps, starts
+
+    def _loader(self):
+        for s in range(self.step, self.max_steps):
+            rng = numpy_generator(self.seed, s, self.env.rank, "world-batch")
+            eps, starts = self._windows(rng, self.train_eps, self.cfg.data.batch_size)
+            yield self._batch(eps, starts, s)
+
+    # ------------------------------------------------------------------ engine hooks
+    def config_dict(self) -> dict:
+        return self.cfg.to_dict()
+
+    def check_resume_config(self, theirs: dict) -> None:
+        mine = self.cfg.to_dict()
+        changed = sorted(s for s in ("data", "model", "loss") if mine[s] != theirs.get(s))
+        if changed:
+            raise ValueError(f"cannot resume: the checkpoint's {', '.join(changed)} config differs from this run's")
+
+    def extra_meta(self) -> dict:
+        meta = {"data_meta": self.data.meta, "state_scale": self.state_scale}
+        if self.cfg.model.encoder == "vit":
+            meta["vit_config"] = self.model.encoder.vit.cfg.to_dict()
+        return meta
+
+    def clip_value(self, step: int) -> float | None:
+        return self.cfg.optim.clip_grad
+
+    def begin_step(self, step: int) -> dict:
+        o = self.cfg.optim
+        lr = warmup_cosine(step, warmup=int(o.warmup * self.max_steps), total=self.max_steps, start=0.0, peak=o.lr,
+                           final=o.final_lr)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        return {"lr": lr}
+
+    def latents(self, batch: dict) -> torch.Tensor:
+        x = batch["clips"].to(self.device)
+        return x if self.feats is not None else self.model.encode(x)
+
+    def forward(self, batch: dict, step: int):
+        z = self.latents(batch)
+        a = batch["actions"].to(self.device)
+        s = batch["states"].to(self.device)
+        loss, parts, out = world_losses(self.model, z, a, s, self.cfg.loss, self.state_scale)
+        out["states"] = s
+        return loss, {k: v.item() for k, v in parts.items()}, out
+
+    @torch.no_grad()
+    def diagnostics(self, out) -> dict:
+        res = {}
+        z = out["z"]
+        st = feature_stats(z.reshape(1, -1, z.shape[-1]).transpose(0, 1))
+        res["z_std"], res["z_erank"] = st["std"], st["erank"]
+        ev = self.evaluate_rollout()
+        res.update(ev)
+        self.train_mode()
+        return res
+
+    @torch.no_grad()
+    def evaluate_rollout(self, n: int = 256) -> dict:
+        """Probe error (px) on encoded frames and after the rollout, and the rollout loss, on held-out windows
+        (training windows when nothing is held out); a fixed draw, the same at every call."""
+        self.model.eval()
+        pool = self.val_eps if len(self.val_eps) else self.train_eps
+        rng = numpy_generator(self.seed, "world-val")
+        eps, starts = self._windows(rng, pool, n)
+        b = self._batch(eps, starts, -1)
+        z = self.latents(b)
+        a, s = b["actions"].to(self.device), b["states"].to(self.device)
+        r = max(1, min(self.cfg.loss.rollout, z.shape[1] - 1))
+        pred = self.model.rollout(z[:, 0], a[:, :r], s[:, 0])
+        err = lambda zz, ss: (self.model.read_state(zz) * self.state_scale - ss).norm(dim=-1).mean().item()  # noqa: E731
+        res = {"val_rollout": _dist(pred, z[:, 1:r + 1], self.cfg.loss.distance).item()}
+        if s.shape[-1] >= 2:
+            res["probe_err_px"] = err(z, s)
+            res["rollout_err_px"] = err(pred[:, -1], s[:, r])
+        return res
+
+    def plot(self) -> None:
+        try:
+            plot_world_metrics(self.out / "metrics.csv", self.out / "metrics.png",
+                               title=f"world model ({self.cfg.model.encoder})")
+        except Exception as e:  # a plot never stops training
+            print(f"warning: could not plot metrics: {e}", file=sys.stderr)
+
+    def summary(self, seconds: float, log: MetricsLog) -> dict:
+        rows = log.read() if log is not None else []
+        losses = [float(r["loss"]) for r in rows if r.get("loss")]
+        ev = self.evaluate_rollout()
+        return {"steps": self.step, "seconds": seconds, "device": str(self.device), "encoder": self.cfg.model.encoder,
+                "encoder_init": self.vit_desc, "episodes": len(self.data), "train_episodes": int(len(self.train_eps)),
+                "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None, **ev,
+                "data": {"skipped": [list(x) for x in self.data.skipped]},
+                "resumed_from": str(self.resumed_from) if self.resumed_from else None}
+
+
+def plot_world_metrics(csv_path, png_path, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _read_csv(csv_path)
+
+    def col(key):
+        xs, ys = [], []
+        for r in rows:
+            v = r.get(key)
+            if v not in (None, ""):
+                xs.append(int(float(r["step"])))
+                ys.append(float(v))
+        return xs, ys
+
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4))
+    for k in ("loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm", "loss_probe"):
+        xs, ys = col(k)
+        if xs:
+            ax[0].plot(xs, ys, label=k)
+    ax[0].set_yscale("log")
+    ax[0].set_title("losses")
+    ax[0].legend(fontsize=7)
+    for k in ("probe_err_px", "rollout_err_px"):
+        xs, ys = col(k)
+        if xs:
+            ax[1].plot(xs, ys, "o-", label=k)
+    ax[1].set_title("state probe error (px, held out)")
+    ax[1].legend(fontsize=7)
+    for k in ("z_std", "z_erank"):
+        xs, ys = col(k)
+        if xs:
+            (ax[2] if k == "z_std" else ax[2].twinx()).plot(xs, ys, "o-" if k == "z_std" else "s--",
+                                                            color="C0" if k == "z_std" else "C1", label=k)
+    ax[2].set_title("collapse check: z std (o), effective rank (s)")
+    for a in ax:
+        a.set_xlabel("step")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=90)
+    plt.close(fig)
+    return Path(png_path)
+
+
+def _read_csv(path) -> list[dict]:
+    import csv
+
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def world_summary_line(s: dict) -> str:
+    return json.dumps({k: s[k] for k in ("steps", "seconds", "loss_last", "probe_err_px", "rollout_err_px") if k in s})
+
+
+# ------------------------------------------------------------------------------------------------- loading
+def load_world(path: str | Path, device: str | torch.device = "cpu") -> tuple[WorldModel, WorldConfig, dict]:
+    """A trained world model from a ``videojepa world train`` checkpoint (a file under ``checkpoints/``, or the run
+    folder: its newest checkpoint), verified against its checksum and loaded strictly."""
+    from .checkpoint import find_latest, load_checkpoint
+
+    p = Path(path)
+    if p.is_dir():
+        latest = find_latest(p / "checkpoints") if (p / "checkpoints").is_dir() else find_latest(p)
+        if latest is None:
+            raise FileNotFoundError(f"{p}: no world-model checkpoint (expected checkpoints/step_*.pt)")
+        p = latest
+    sd = load_checkpoint(p, map_location="cpu")
+    if not isinstance(sd, dict) or sd.get("format") != WORLD_FORMAT:
+        got = sd.get("format") if isinstance(sd, dict) else type(sd).__name__
+        raise ValueError(f"{p}: not a videojepa world-model checkpoint (format={got!r}, expected {WORLD_FORMAT!r})")
+    cfg = WorldConfig.from_dict(sd["config"])
+    vit = None
+    if cfg.model.encoder == "vit":
+        from ..models.vit import EncoderConfig, VisionTransformer
+
+        vit = VisionTransformer(EncoderConfig.from_dict(sd["vit_config"]))
+    model = WorldModel(cfg.model, vit)
+    missing = [p for p in WorldTrainer.PARTS if p not in sd]
+    if missing:
+        raise ValueError(f"{p}: checkpoint lacks the part(s) {', '.join(missing)}")
+    model.load_state_dict({f"{part}.{k}": v for part in WorldTrainer.PARTS for k, v in sd[part].items()}, strict=True)
+    meta = {k: sd.get(k) for k in ("step", "data_meta", "state_scale")}
+    meta["path"] = str(p)
+    return model.to(device).eval(), cfg, meta

@@ -1,0 +1,52 @@
+"""``videojepa world collect | export-videos | train | imagine`` and ``videojepa plan``, end to end on tiny data."""
+import json
+
+import pytest
+
+from videojepa.cli import main
+
+
+@pytest.fixture(scope="module")
+def world_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wcli")
+    data, run = root / "data", root / "run"
+    assert main(["world", "collect", "--out", str(data), "--episodes", "24", "--length", "8", "--layout", "fixed",
+                 "--shard-size", "10", "--no-progress"]) == 0
+    assert main(["world", "train", "--data", str(data), "--out", str(run), "--steps", "3", "--no-progress",
+                 "model.encoder=pixels", "model.hidden=32", "data.window=5", "data.batch_size=4", "loss.rollout=2",
+                 "data.val_episodes=4"]) == 0
+    return root
+
+
+def test_collect_train_imagine_plan(world_run, capsys):
+    run = world_run / "run"
+    assert (run / "summary.json").is_file() and (run / "metrics.png").is_file()
+    assert main(["world", "imagine", "--world", str(run), "--steps", "4", "--out", str(world_run / "im.png")]) == 0
+    out = capsys.readouterr().out
+    assert "left" in out and "off by" in out and (world_run / "im.png").stat().st_size > 1000
+    assert main(["plan", "--world", str(run), "--episodes", "2", "--budget", "8", "--horizon", "8", "--samples", "16",
+                 "--elites", "4", "--iterations", "2", "--out", str(world_run / "plan"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "success" in out and "s per episode" in out
+    res = json.loads((world_run / "plan" / "results.json").read_text())
+    assert res["episodes"] == 2 and res["layout"] == "fixed" and 0 <= res["success"] <= 1
+    assert (world_run / "plan" / "episodes.gif").is_file() and (world_run / "plan" / "energy.png").is_file()
+
+
+def test_plan_baselines_and_errors(world_run, capsys, tmp_path):
+    assert main(["plan", "--agent", "oracle", "--episodes", "2", "--budget", "30", "--out", str(tmp_path / "o"),
+                 "--gif", "0", "--no-progress"]) == 0
+    assert "oracle (geodesic): success" in capsys.readouterr().out
+    assert main(["plan", "--episodes", "2"]) == 2
+    assert "needs --world" in capsys.readouterr().err
+    assert main(["plan", "--agent", "zero", "--horizon", "4", "--replan-every", "8"]) == 2
+    assert main(["world", "train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), "--no-progress"]) == 1
+    assert "not a trajectory folder" in capsys.readouterr().err
+    assert main(["world", "train", "--data", str(world_run / "data"), "model.encoder=cnn"]) == 2
+
+
+def test_export_videos(world_run, capsys):
+    assert main(["world", "export-videos", "--data", str(world_run / "data"), "--out", str(world_run / "v"),
+                 "--limit", "2", "--no-progress"]) == 0
+    assert sorted(p.name for p in (world_run / "v").iterdir()) == ["episode_000000.mp4", "episode_000001.mp4"]
+    assert "data.source=files" in capsys.readouterr().out

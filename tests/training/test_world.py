@@ -1,0 +1,118 @@
+"""World-model training on the shared engine: losses, frozen vs trained encoders, resume, strict loading."""
+import numpy as np
+import pytest
+import torch
+
+from videojepa.config import ConfigError
+from videojepa.data.trajectories import load_trajectories
+from videojepa.envs.collect import collect
+from videojepa.envs.two_rooms import TwoRoomsConfig
+from videojepa.models.world import WorldModel, WorldModelConfig
+from videojepa.training.world import WorldTrainer, load_world, load_world_config, vc_terms, world_losses
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world") / "data"
+    collect(str(root), 40, 10, TwoRoomsConfig(layout="random"), seed=0, shard_size=20, progress=False)
+    return root
+
+
+def cfg(data, *ov):
+    return load_world_config(None, [f"data.path={data}", "data.window=6", "data.batch_size=8", "train.steps=4",
+                                    "train.log_every=1", "train.diag_every=2", "train.checkpoint_every=2",
+                                    "data.val_episodes=8", "loss.rollout=3", "model.hidden=32", "model.dim=16",
+                                    "model.idm_hidden=16", "model.probe_hidden=16", *ov])
+
+
+def test_vc_terms_see_collapse():
+    g = torch.Generator().manual_seed(0)
+    spread = torch.randn(256, 8, generator=g) * 2
+    collapsed = torch.zeros(256, 8) + 0.01 * torch.randn(256, 8, generator=g)
+    correlated = torch.randn(256, 1, generator=g).repeat(1, 8)
+    assert vc_terms(spread)[0] < 0.05 and vc_terms(collapsed)[0] > 0.9
+    assert vc_terms(correlated)[1] > 50 * vc_terms(spread / 2)[1]
+
+
+@pytest.mark.parametrize("encoder", ["conv", "pixels"])
+def test_gradients_reach_what_trains(data, encoder):
+    c = cfg(data, f"model.encoder={encoder}").model
+    m = WorldModel(c)
+    ds = load_trajectories(data)
+    b = ds.sample(4, 6, np.random.default_rng(0))
+    z = m.encode(torch.from_numpy(b["frames"]))
+    loss, parts, _ = world_losses(m, z, torch.from_numpy(b["actions"]), torch.from_numpy(b["states"]),
+                                  cfg(data).loss, 64.0)
+    loss.backward()
+    trained = {n.split(".")[0] for n, p in m.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    if encoder == "conv":
+        assert trained == {"encoder", "predictor", "idm", "probe"} and "loss_idm" in parts
+    else:
+        assert trained == {"predictor", "probe"} and "loss_std" not in parts  # no anti-collapse terms when frozen
+    # the probe reads detached latents: its loss alone moves nothing else
+    m.zero_grad()
+    z2 = m.encode(torch.from_numpy(b["frames"]))
+    torch.nn.functional.mse_loss(m.read_state(z2.detach()), torch.zeros(4, 6, 3 - 1)).backward()
+    assert all(p.grad is None for n, p in m.named_parameters() if not n.startswith("probe"))
+
+
+def test_latents_are_normalised_and_rollout_is_autoregressive(data):
+    m = WorldModel(cfg(data, "model.encoder=pixels").model)
+    z0 = m.encode(torch.zeros(2, 64, 64, 3, dtype=torch.uint8) + 100)
+    a = torch.randn(2, 5, 2)
+    r = m.rollout(z0, a)
+    z = z0
+    for t in range(5):
+        z = m.step(z, a[:, t])
+        assert torch.allclose(r[:, t], z)
+    assert torch.allclose(r.mean(-1), torch.zeros(2, 5), atol=1e-5)
+    assert torch.allclose(r.var(-1, unbiased=False), torch.ones(2, 5), atol=1e-3)
+
+
+@pytest.mark.parametrize("encoder", ["conv", "pixels", "vit"])
+def test_train_resume_and_load(data, tmp_path, encoder, one_thread):
+    ov = [f"model.encoder={encoder}"]
+    if encoder == "vit":
+        ov += ["model.vit_name=vit_nano_cpu", "model.vit_overrides={patch_size: 16, tubelet_size: 2, depth: 1}",
+               "model.vit_pool=2"]
+    c = cfg(data, *ov)
+    full = WorldTrainer(c, tmp_path / "full", progress=False)
+    s = full.fit()
+    assert s["steps"] == 4 and np.isfinite(s["loss_last"]) and "probe_err_px" in s and "rollout_err_px" in s
+    assert (tmp_path / "full" / "metrics.png").is_file()
+    part = WorldTrainer(c, tmp_path / "part", progress=False)
+    part.fit(until=2)
+    again = WorldTrainer(c, tmp_path / "part", progress=False)
+    assert again.step == 2
+    again.fit()
+    for (n, a), (_, b) in zip(full.model.state_dict().items(), again.model.state_dict().items()):
+        assert torch.equal(a, b), n
+    model, wc, meta = load_world(tmp_path / "full")
+    assert wc == c and meta["step"] == 4
+    for (n, a), (_, b) in zip(full.model.state_dict().items(), model.state_dict().items()):
+        assert torch.equal(a, b), n
+
+
+def test_resume_refuses_another_model(data, tmp_path):
+    WorldTrainer(cfg(data, "model.encoder=pixels"), tmp_path / "r", progress=False).fit(until=2)
+    with pytest.raises(ValueError, match="model"):
+        WorldTrainer(cfg(data, "model.encoder=pixels", "model.hidden=64"), tmp_path / "r", progress=False)
+
+
+def test_config_errors(data):
+    with pytest.raises(ConfigError, match="data.path is required"):
+        load_world_config(None, [])
+    with pytest.raises(ConfigError, match="model.encoder"):
+        cfg(data, "model.encoder=resnet")
+    with pytest.raises(ConfigError, match="unknown config section"):
+        load_world_config(None, [f"data.path={data}", "planner.horizon=3"])
+    with pytest.raises(ValueError, match="action"):
+        WorldTrainer(cfg(data, "model.action_dim=7"), "/nonexistent/unused", progress=False)
+
+
+def test_load_world_rejects_other_checkpoints(tmp_path):
+    from videojepa.training.checkpoint import save_checkpoint
+
+    save_checkpoint({"format": "videojepa-run/1", "step": 1}, tmp_path, 1)
+    with pytest.raises(ValueError, match="not a videojepa world-model checkpoint"):
+        load_world(tmp_path / "step_00000001.pt")
