@@ -12,8 +12,9 @@ Stages, each cached (a stage whose output exists is not run again; delete its fo
 3. ``videojepa world train`` for each encoder: ``conv`` (trained jointly, eb_jepa's anti-collapse terms),
    ``pixels`` (pooled, frozen), ``vit-random`` (frozen random ViT), ``vit-vjepa`` (frozen V-JEPA-pretrained ViT),
    and ``vit-vjepa-ac`` (the same features with V-JEPA 2-AC's block-causal transformer predictor).
-4. ``videojepa plan`` on 50 fixed evaluation episodes, on the random-layout task and on the fixed layout, for
-   every world model and for the baselines (oracle with the geodesic cost on the true dynamics, the same with the
+4. ``videojepa plan`` on 50 fixed evaluation episodes, on the random-layout task and on the fixed layout, and on
+   the same-room diagnostic (start and goal in one room: greedy descent suffices), for every world model and for
+   the baselines (oracle with the geodesic cost on the true dynamics, the same with the
    straight-line cost, the data's random policy, standing still); CEM vs MPPI and summed vs last-step energy for
    the best world model.
 
@@ -99,18 +100,22 @@ def stage_plan(a, tag: str, args: list[str]) -> dict:
     res = out / "results.json"
     if not res.exists():
         out.mkdir(parents=True, exist_ok=True)
-        run(VJ + ["plan", "--episodes", str(a.episodes), "--out", str(out), "--no-progress", *args], out / "plan.log")
+        n = a.world_episodes if "--world" in args else a.episodes
+        run(VJ + ["plan", "--episodes", str(n), "--out", str(out), "--no-progress", *args], out / "plan.log")
     return json.loads(res.read_text())
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--episodes", type=int, default=50)
+    ap.add_argument("--episodes", type=int, default=50, help="evaluation episodes of the baselines")
+    ap.add_argument("--world-episodes", type=int, default=50, help="evaluation episodes of the world models")
+    ap.add_argument("--plan-worlds", nargs="+", default=None, help="world models to plan with (default: --worlds)")
     ap.add_argument("--data-episodes", type=int, default=3000)
     ap.add_argument("--pretrain-steps", type=int, default=150)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every world-model step budget")
     ap.add_argument("--worlds", nargs="+", default=list(WORLDS), choices=list(WORLDS))
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--train-only", action="store_true", help="stop after training the world models")
     a = ap.parse_args()
     ROOT.mkdir(parents=True, exist_ok=True)
     if not a.report_only:
@@ -118,15 +123,21 @@ def main() -> int:
         vjepa = stage_pretrain(a, data) if any("vjepa" in w for w in a.worlds) else None
         for w in a.worlds:
             stage_world(a, w, data, vjepa)
+        if a.train_only:
+            return 0
         for layout in ("random", "fixed"):
             for agent in ("oracle", "oracle-euclid", "random", "zero"):
                 stage_plan(a, f"{agent}-{layout}", ["--agent", agent, "--layout", layout, "--gif", "0"])
-            for w in a.worlds:
+            for w in a.plan_worlds or a.worlds:
                 stage_plan(a, f"{w}-{layout}", ["--world", str(ROOT / f"world-{w}"), "--layout", layout])
-        best = best_world(a.worlds)
+        for agent in ("oracle-euclid", "random"):  # the same-room diagnostic: greedy descent suffices there
+            stage_plan(a, f"{agent}-same", ["--agent", agent, "--layout", "random", "--task", "same", "--gif", "0"])
+        for w in a.plan_worlds or a.worlds:
+            stage_plan(a, f"{w}-same", ["--world", str(ROOT / f"world-{w}"), "--layout", "random", "--task", "same",
+                                        "--gif", "0"])
+        best = best_world(a.plan_worlds or a.worlds)
         if best:
-            for tag, extra in (("mppi", ["--method", "mppi"]), ("last", ["--reduce", "last"]),
-                               ("cold", ["--no-warm-start"])):
+            for tag, extra in (("mppi", ["--method", "mppi"]), ("last", ["--reduce", "last"])):
                 stage_plan(a, f"{best}-random-{tag}", ["--world", str(ROOT / f"world-{best}"), "--layout", "random",
                                                       "--gif", "0", *extra])
     print(report(a))
@@ -138,7 +149,8 @@ def best_world(worlds) -> str | None:
     for w in worlds:
         p = ROOT / "plans" / f"{w}-random" / "results.json"
         if p.exists():
-            scores[w] = json.loads(p.read_text())["success"]
+            r = json.loads(p.read_text())
+            scores[w] = (r["success"], -r["final_distance"])
     return max(scores, key=scores.get) if scores else None
 
 
@@ -156,22 +168,27 @@ def _fmt(r: dict | None) -> str:
 
 def report(a) -> str:
     lines = ["| agent | training (min) | random layouts: success (95% CI) | final dist. (px) | s / episode "
-             "| fixed layout: success (95% CI) | final dist. (px) | s / episode |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| fixed layout: success (95% CI) | final dist. (px) | s / episode | same room (random layouts): success | final dist. (px) | s / episode |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     names = {"oracle": "oracle, geodesic cost (true dynamics)", "oracle-euclid": "oracle, straight-line cost (true dynamics)",
              "random": "random policy (the data's)", "zero": "zero action"}
     for agent, label in names.items():
-        lines.append(f"| {label} | - | {_fmt(_row(agent + '-random'))} | {_fmt(_row(agent + '-fixed'))} |")
+        lines.append(f"| {label} | - | {_fmt(_row(agent + '-random'))} | {_fmt(_row(agent + '-fixed'))} "
+                     f"| {_fmt(_row(agent + '-same'))} |")
     for w in a.worlds:
         s = ROOT / f"world-{w}" / "summary.json"
-        mins = f"{json.loads(s.read_text())['seconds'] / 60:.1f}" if s.exists() else "-"
-        lines.append(f"| world model: {w} | {mins} | {_fmt(_row(w + '-random'))} | {_fmt(_row(w + '-fixed'))} |")
+        mins = "-"
+        if s.exists():
+            d = json.loads(s.read_text())
+            mins = f"{(d['seconds'] + d.get('encode_seconds', 0.0)) / 60:.1f}"
+        lines.append(f"| world model: {w} | {mins} | {_fmt(_row(w + '-random'))} | {_fmt(_row(w + '-fixed'))} "
+                     f"| {_fmt(_row(w + '-same'))} |")
     best = best_world(a.worlds)
     if best:
         lines += ["", f"Planner variants for the best world model ({best}), random layouts:", "",
                   "| planner | success (95% CI) | final dist. (px) | s / episode |", "|---|---|---|---|"]
         for tag, label in (("", "CEM, summed L2 energy, warm start (default)"), ("-mppi", "MPPI"),
-                           ("-last", "CEM, last-step energy"), ("-cold", "CEM, no warm start")):
+                           ("-last", "CEM, last-step energy")):
             lines.append(f"| {label} | {_fmt(_row(best + '-random' + tag))} |")
     out = "\n".join(lines)
     results = {t.parent.name: json.loads(t.read_text()) for t in sorted((ROOT / "plans").glob("*/results.json"))} \

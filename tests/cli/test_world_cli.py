@@ -50,3 +50,28 @@ def test_export_videos(world_run, capsys):
                  "--limit", "2", "--no-progress"]) == 0
     assert sorted(p.name for p in (world_run / "v").iterdir()) == ["episode_000000.mp4", "episode_000001.mp4"]
     assert "data.source=files" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_tiny_collect_train_plan_beats_the_random_policy(tmp_path, one_thread):
+    """collect -> train (a small jointly trained encoder, ~300 steps) -> plan: on the fixed layout with a short budget
+    and start and goal in one room, the planner ends nearer the goal than the data's random policy (same episodes)."""
+    from videojepa.envs.two_rooms import TwoRoomsConfig, eval_episodes
+    from videojepa.planning.agent import RandomAgent, WorldModelAgent, run_episodes
+    from videojepa.planning.planners import PlannerConfig
+    from videojepa.training.world import load_world
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    assert main(["world", "collect", "--out", str(data), "--episodes", "200", "--length", "17", "--layout", "fixed",
+                 "--no-progress"]) == 0
+    assert main(["world", "train", "--data", str(data), "--out", str(run), "--steps", "300", "--no-progress",
+                 "model.encoder=conv", "model.dim=32", "model.hidden=128", "loss.time=48", "data.window=9",
+                 "data.batch_size=32", "loss.rollout=4", "data.val_episodes=20", "train.diag_every=300"]) == 0
+    model, _, meta = load_world(run)
+    env = TwoRoomsConfig(layout="fixed", budget=40)
+    eps = eval_episodes(12, env, task="same")
+    cfg = PlannerConfig(horizon=16, samples=64, elites=8, iterations=3)
+    planned = run_episodes(WorldModelAgent(model, cfg), eps, env, cfg)
+    rand = run_episodes(RandomAgent(env), eps, env, cfg)
+    assert planned["final_distance"] < 0.8 * rand["final_distance"], (planned, rand)
+    assert planned["success"] >= rand["success"]

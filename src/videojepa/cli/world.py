@@ -101,6 +101,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--layout", choices=("fixed", "random"), default=None, help="default: the training data's")
     p.add_argument("--budget", type=int, default=None, help="steps per episode (default 100)")
+    p.add_argument("--task", choices=("opposite", "same"), default="opposite",
+                   help="start and goal in opposite rooms (default: the door must be found) or in the same room "
+                        "(a diagnostic that greedy descent solves)")
     p.add_argument("--method", choices=("cem", "mppi"), default="cem")
     p.add_argument("--energy", choices=("l2", "l1"), default="l2")
     p.add_argument("--reduce", choices=("sum", "last"), default="sum", help="energy summed over the horizon or last step")
@@ -253,7 +256,7 @@ def _run_plan(a) -> int:
     if a.budget:
         env = replace(env, budget=a.budget)
     pcfg = replace(pcfg, max_norm=env.max_step)
-    eps = eval_episodes(a.episodes, env)
+    eps = eval_episodes(a.episodes, env, task=a.task)
     if a.agent == "world":
         agent = WorldModelAgent(model, pcfg, a.device, state_scale=meta.get("state_scale") or float(env.size))
     elif a.agent.startswith("oracle"):
@@ -262,16 +265,17 @@ def _run_plan(a) -> int:
         agent = RandomAgent(env, a.seed)
     else:
         agent = ZeroAgent()
-    torch.set_grad_enabled(False)
-    res = run_episodes(agent, eps, env, pcfg, seed=a.seed, progress=not a.no_progress, record=a.gif > 0)
+    with torch.no_grad():
+        res = run_episodes(agent, eps, env, pcfg, seed=a.seed, progress=not a.no_progress, record=a.gif > 0)
     out = Path(a.out) if a.out else (Path(meta["path"]).parent.parent / "plan" if meta else Path("runs/plan") / a.agent)
     out.mkdir(parents=True, exist_ok=True)
     public = {k: v for k, v in res.items() if k not in ("trajectories", "plans")}
-    public.update({"planner": pcfg.to_dict(), "layout": env.layout, "budget": env.budget, "world": meta.get("path")})
+    public.update({"planner": pcfg.to_dict(), "layout": env.layout, "task": a.task, "budget": env.budget,
+                   "world": meta.get("path")})
     (out / "results.json").write_text(json.dumps(public, indent=2))
     lo, hi = res["success_ci95"]
     print(f"{res['agent']}: success {res['success']:.0%} (95% CI {lo:.0%}-{hi:.0%}) over {res['episodes']} episodes "
-          f"({env.layout} layout, {env.budget} steps); mean final distance {res['final_distance']:.1f} px; "
+          f"({env.layout} layout, {a.task} rooms, {env.budget} steps); mean final distance {res['final_distance']:.1f} px; "
           f"ever reached {res['ever_reached']:.0%}; {res['seconds_per_episode']:.2f} s per episode, "
           f"{res['seconds_per_replan']:.2f} s per replan (all {res['episodes']} episodes batched)")
     if a.gif > 0:

@@ -214,20 +214,27 @@ class Episodes:
         return len(self.start)
 
 
-def eval_episode(i: int, cfg: TwoRoomsConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+TASKS = ("opposite", "same")
+
+
+def eval_episode(i: int, cfg: TwoRoomsConfig, seed: int = 0, task: str = "opposite") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(start, goal, layout)`` of evaluation episode ``i``, drawn from the stream
-    ``(seed, "two-rooms-eval", layout kind, i)`` alone."""
+    ``(seed, "two-rooms-eval", layout kind, i)`` alone. ``task``: start and goal in ``opposite`` rooms (the task:
+    the straight line is blocked, a planner must find the door) or in the ``same`` room (a diagnostic that greedy
+    descent of the distance solves)."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     rng = numpy_generator(int(seed), "two-rooms-eval", cfg.layout, int(i))
     lay = sample_layouts(1, cfg, rng)
     first = int(rng.integers(0, 2))
     start = sample_in_room(np.array([first]), lay, cfg, rng)
-    goal = sample_in_room(np.array([1 - first]), lay, cfg, rng)
+    goal = sample_in_room(np.array([1 - first if task == "opposite" else first]), lay, cfg, rng)
     return start[0], goal[0], lay[0]
 
 
-def eval_episodes(n: int, cfg: TwoRoomsConfig, seed: int = 0) -> Episodes:
+def eval_episodes(n: int, cfg: TwoRoomsConfig, seed: int = 0, task: str = "opposite") -> Episodes:
     """Episodes ``0 .. n-1`` of :func:`eval_episode`: the first 20 of 50 are the 20 of a 20-episode evaluation."""
-    eps = [eval_episode(i, cfg, seed) for i in range(n)]
+    eps = [eval_episode(i, cfg, seed, task) for i in range(n)]
     return Episodes(*(np.stack([e[k] for e in eps]) for k in range(3)), np.arange(n))
 
 

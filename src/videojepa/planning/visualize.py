@@ -134,7 +134,7 @@ def plot_imagination(start: np.ndarray, layout: np.ndarray, env_cfg: TwoRoomsCon
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = plt.subplots(figsize=(6, 7.2))
     ax.imshow(render(start, layout, env_cfg)[0])
     for i, (name, r) in enumerate(rolled.items()):
         c = f"C{i % 10}"
@@ -142,7 +142,7 @@ def plot_imagination(start: np.ndarray, layout: np.ndarray, env_cfg: TwoRoomsCon
         ax.plot(r["true"][:, 0], r["true"][:, 1], ":", color=c, lw=2, label=f"{name}: true")
     ax.set_xlim(-0.5, env_cfg.size - 0.5)
     ax.set_ylim(env_cfg.size - 0.5, -0.5)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, frameon=False)
     ax.set_title(title or "what if? imagined rollouts (solid) vs the simulator (dotted)")
     ax.set_xticks([])
     ax.set_yticks([])

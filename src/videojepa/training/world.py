@@ -257,8 +257,13 @@ class WorldTrainer(Engine):
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
                                             {"params": no_decay, "weight_decay": 0.0}], lr=o.lr)
         self.feats = None
+        self.encode_seconds = 0.0
         if not self.model.encoder_trains:
+            import time
+
+            t0 = time.perf_counter()
             self.feats = self._encode_all()
+            self.encode_seconds = time.perf_counter() - t0
         self.resume(resume)
 
     # ------------------------------------------------------------------ set-up pieces
@@ -320,6 +325,10 @@ class WorldTrainer(Engine):
 
     def check_resume_config(self, theirs: dict) -> None:
         mine = self.cfg.to_dict()
+        try:  # read through today's config, so that keys added since (with their defaults) do not count as changes
+            theirs = WorldConfig.from_dict(theirs).to_dict()
+        except (ConfigError, ValueError, TypeError) as e:
+            raise ValueError(f"cannot resume: the checkpoint's config does not read: {e}") from None
         changed = sorted(s for s in ("data", "model", "loss") if mine[s] != theirs.get(s))
         if changed:
             raise ValueError(f"cannot resume: the checkpoint's {', '.join(changed)} config differs from this run's")
@@ -395,7 +404,8 @@ class WorldTrainer(Engine):
         rows = log.read() if log is not None else []
         losses = [float(r["loss"]) for r in rows if r.get("loss")]
         ev = self.evaluate_rollout()
-        return {"steps": self.step, "seconds": seconds, "device": str(self.device), "encoder": self.cfg.model.encoder,
+        return {"steps": self.step, "seconds": seconds, "encode_seconds": self.encode_seconds,
+                "device": str(self.device), "encoder": self.cfg.model.encoder,
                 "encoder_init": self.vit_desc, "episodes": len(self.data), "train_episodes": int(len(self.train_eps)),
                 "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None, **ev,
                 "data": {"skipped": [list(x) for x in self.data.skipped]},
