@@ -43,7 +43,7 @@ WORLDS = {
                      "model.predictor_depth=4", "model.predictor_heads=4", "loss.distance=l1", "loss.rollout=2",
                      "data.window=8"],
 }
-STEPS = {"conv": 3000, "pixels": 3000, "vit-random": 3000, "vit-vjepa": 3000, "vit-vjepa-ac": 600}
+STEPS = {"conv": 3000, "pixels": 1000, "vit-random": 3000, "vit-vjepa": 3000, "vit-vjepa-ac": 600}
 FROZEN_LIMIT = 1000  # episodes whose frames a frozen ViT encodes (the cache of features), to bound the encoding time
 
 
