@@ -31,6 +31,17 @@ def _env_cfg(layout: str | None, meta: dict | None):
     return cfg.with_layout(layout) if layout else cfg
 
 
+def _load_world(path: str, device: str = "cpu"):
+    """``(model, cfg, meta)``, or None after printing why the world model cannot be read."""
+    from ..training.world import load_world
+
+    try:
+        return load_world(path, device)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
 def add_parsers(sub) -> None:
     w = sub.add_parser("world", help="world models: collect trajectories, train, imagine",
                        description="Latent world models (V-JEPA 2-AC style): trajectories from the embedded Two Rooms "
@@ -175,19 +186,14 @@ def _run_train(a) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     out = Path(a.out) if a.out else Path("runs") / "world" / cfg.model.encoder
-    try:
+    try:  # data, config, checkpoint and non-finite-loss errors all name their cause
         tr = WorldTrainer(cfg, out, resume=a.resume, progress=not a.no_progress, device=a.device)
         if tr.resumed_from:
             print(f"resuming from {tr.resumed_from} (step {tr.step})", file=sys.stderr)
         s = tr.fit()
-    except Exception as e:  # noqa: BLE001  (data, config and checkpoint errors all name their cause)
-        from ..data.errors import DataError
-        from ..training.engine import NonFiniteLossError
-
-        if isinstance(e, (DataError, NonFiniteLossError, ValueError, FileNotFoundError, RuntimeError)):
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        raise
+    except (ValueError, FileNotFoundError, RuntimeError) as e:  # DataError, NonFiniteLossError are RuntimeErrors
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"done: {s['steps']} steps in {s['seconds']:.0f} s; loss {s['loss_first']:.4f} -> {s['loss_last']:.4f}; "
           f"held-out probe error {s.get('probe_err_px', float('nan')):.2f} px on frames, "
           f"{s.get('rollout_err_px', float('nan')):.2f} px after a {cfg.loss.rollout}-step rollout")
@@ -200,13 +206,10 @@ def _run_imagine(a) -> int:
 
     from ..envs.two_rooms import eval_episodes
     from ..planning.visualize import DIRECTIONS, imagine, plot_imagination
-    from ..training.world import load_world
-
-    try:
-        model, cfg, meta = load_world(a.world)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    loaded = _load_world(a.world)
+    if loaded is None:
         return 1
+    model, cfg, meta = loaded
     env = _env_cfg(a.layout, meta.get("data_meta"))
     ep = eval_episodes(a.episode + 1, env)
     start, lay = ep.start[a.episode], ep.layout[a.episode]
@@ -245,13 +248,10 @@ def _run_plan(a) -> int:
         if not a.world:
             print("error: --agent world needs --world (a world-model run folder or checkpoint)", file=sys.stderr)
             return 2
-        from ..training.world import load_world
-
-        try:
-            model, cfg, meta = load_world(a.world, a.device)
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
-            print(f"error: {e}", file=sys.stderr)
+        loaded = _load_world(a.world, a.device)
+        if loaded is None:
             return 1
+        model, _, meta = loaded
     env = _env_cfg(a.layout, meta.get("data_meta"))
     if a.budget:
         env = replace(env, budget=a.budget)

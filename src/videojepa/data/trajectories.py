@@ -267,20 +267,34 @@ class TrajectoryDataset:
             raise DataError(f"{self.source}: no episode has {window} frames (longest: {longest}); lower the window")
         return ok
 
-    def windows(self, eps: np.ndarray, starts: np.ndarray, window: int) -> dict:
-        fi = (self.frame_start[eps] + starts)[:, None] + np.arange(window)
+    def frame_index(self, eps: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+        """Rows of :meth:`all_frames` (and of anything computed per frame) of each window, ``[B, window]``."""
+        return (self.frame_start[eps] + starts)[:, None] + np.arange(window)
+
+    def windows(self, eps: np.ndarray, starts: np.ndarray, window: int, frames: bool = True) -> dict:
+        fi = self.frame_index(eps, starts, window)
         ai = (self.action_start[eps] + starts)[:, None] + np.arange(window - 1)
-        out = {"frames": self._frames[fi], "actions": self._actions[ai], "states": self._states[fi],
-               "episode": eps, "start": starts}
+        out = {"actions": self._actions[ai], "states": self._states[fi], "episode": eps, "start": starts}
+        if frames:  # a trainer with cached features of a frozen encoder never reads the pixels
+            out["frames"] = self._frames[fi]
         if self._layouts is not None:
             out["layouts"] = self._layouts[eps]
         return out
 
-    def sample(self, batch: int, window: int, rng: np.random.Generator) -> dict:
+    def draw(self, n: int, window: int, rng: np.random.Generator, pool: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(episodes, starts)`` of ``n`` windows: episodes uniform over ``pool`` (default all) among those with at
+        least ``window`` frames, starts uniform within each."""
         ok = self.eligible(window)
-        eps = ok[rng.integers(0, len(ok), size=batch)]
-        starts = (rng.random(batch) * (self.lengths[eps] - window + 1)).astype(np.int64)
-        return self.windows(eps, starts, window)
+        if pool is not None:
+            ok = np.intersect1d(ok, pool)
+            if not len(ok):
+                raise DataError(f"{self.source}: none of the {len(pool)} episodes drawn from has {window} frames")
+        eps = ok[rng.integers(0, len(ok), size=n)]
+        starts = (rng.random(n) * (self.lengths[eps] - window + 1)).astype(np.int64)
+        return eps, starts
+
+    def sample(self, batch: int, window: int, rng: np.random.Generator) -> dict:
+        return self.windows(*self.draw(batch, window, rng), window)
 
     def all_frames(self) -> np.ndarray:
         """Every frame, ``[sum T, H, W, 3]`` (episodes concatenated; offsets in :attr:`frame_start`)."""

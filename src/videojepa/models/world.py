@@ -93,9 +93,7 @@ class WorldModelConfig:
 
 def _frames_to_float(frames: torch.Tensor) -> torch.Tensor:
     """uint8 ``[..., H, W, 3]`` -> float ``[..., 3, H, W]`` in ``[-0.5, 0.5]``."""
-    x = frames.float() if frames.dtype == torch.uint8 else frames
-    if frames.dtype == torch.uint8:
-        x = x / 255.0
+    x = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames
     return x.movedim(-1, -3) - 0.5
 
 
@@ -146,11 +144,10 @@ class FrozenViTEncoder(nn.Module):
         super().__init__()
         self.vit = vit.requires_grad_(False).eval()
         p = vit.cfg.patch_size
-        gh, gw = cfg_img(cfg_size := cfg.img_size, p)
-        if gh % pool or gw % pool:
-            raise ValueError(f"model.vit_pool {pool} does not divide the ViT's {gh}x{gw} token grid on "
-                             f"{cfg_size}x{cfg_size} frames (patch {p})")
-        self.grid = (gh, gw)
+        if cfg.img_size % p or (cfg.img_size // p) % pool:
+            raise ValueError(f"model.vit_pool {pool} does not divide the ViT's token grid on {cfg.img_size}x"
+                             f"{cfg.img_size} frames (patch {p})")
+        self.grid = (cfg.img_size // p, cfg.img_size // p)
         self.pool = pool
         self.tokens = pool * pool
         self.token_dim = vit.cfg.embed_dim
@@ -171,12 +168,6 @@ class FrozenViTEncoder(nn.Module):
         tok = tok.transpose(1, 2).reshape(n, d, *self.grid)
         tok = F.adaptive_avg_pool2d(tok, self.pool)  # [N, D, p, p]
         return tok.flatten(2).transpose(1, 2).flatten(1)  # [N, p*p*D], token-major
-
-
-def cfg_img(size: int, patch: int) -> tuple[int, int]:
-    if size % patch:
-        raise ValueError(f"frames of {size} px are not divisible into {patch} px patches")
-    return size // patch, size // patch
 
 
 class MLPPredictor(nn.Module):

@@ -94,8 +94,8 @@ class OracleAgent:
     def begin(self, episodes: Episodes, env_cfg: TwoRoomsConfig) -> None:
         self.goal = episodes.goal
         self.layout = episodes.layout
-        self.fields = [geodesic_distance(g, lay, env_cfg) for g, lay in zip(episodes.goal, episodes.layout)] \
-            if self.cost == "geodesic" else None
+        self.fields = np.stack([geodesic_distance(g, lay, env_cfg) for g, lay in zip(episodes.goal, episodes.layout)]) \
+            if self.cost == "geodesic" else None  # [E, size, size]
 
     def _cost_of(self, e_idx: np.ndarray, p: np.ndarray) -> np.ndarray:
         if self.cost == "euclid":
@@ -103,8 +103,7 @@ class OracleAgent:
         s = self.env_cfg.size
         c = np.clip(np.rint(p[:, 0]).astype(int), 0, s - 1)
         r = np.clip(np.rint(p[:, 1]).astype(int), 0, s - 1)
-        f = np.stack(self.fields)
-        return f[e_idx, r, c]
+        return self.fields[e_idx, r, c]
 
     @torch.no_grad()
     def propose(self, t: int, pos: np.ndarray, frames: np.ndarray, warm: torch.Tensor, gen: torch.Generator) -> dict:
@@ -184,14 +183,13 @@ def run_episodes(agent, episodes: Episodes, env_cfg: TwoRoomsConfig, cfg: Planne
     traj, plans = [pos.copy()], []
     ever = np.linalg.norm(pos - episodes.goal, axis=1) < env_cfg.success_radius
     replans, t0 = 0, time.perf_counter()
-    steps = range(env_cfg.budget)
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=env_cfg.budget, desc=f"plan ({getattr(agent, 'name', 'agent')})", unit="step", leave=False)
     current = None
-    for t in steps:
+    for t in range(env_cfg.budget):
         k = t % cfg.replan_every
         if k == 0:
             gen = torch_generator(seed, "plan", t)

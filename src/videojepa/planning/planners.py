@@ -15,7 +15,7 @@ Both return the final mean (the plan) and the best sequence ever sampled with it
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable
 
 import torch
@@ -130,8 +130,8 @@ def plan(cost_fn: CostFn, mean: torch.Tensor, cfg: PlannerConfig, gen: torch.Gen
 
 
 def cem(cost_fn: CostFn, mean: torch.Tensor, cfg: PlannerConfig, gen: torch.Generator, std=None) -> dict:
-    return plan(cost_fn, mean, PlannerConfig(**{**cfg.to_dict(), "method": "cem"}), gen, std)
+    return plan(cost_fn, mean, replace(cfg, method="cem"), gen, std)
 
 
 def mppi(cost_fn: CostFn, mean: torch.Tensor, cfg: PlannerConfig, gen: torch.Generator, std=None) -> dict:
-    return plan(cost_fn, mean, PlannerConfig(**{**cfg.to_dict(), "method": "mppi"}), gen, std)
+    return plan(cost_fn, mean, replace(cfg, method="mppi"), gen, std)

@@ -21,14 +21,13 @@ and at the last rollout step (how far imagination drifts), on held-out episodes 
 from __future__ import annotations
 
 import copy
-import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ConfigError, _read_with_base, _to_dict, apply_overrides, build_sections, check_sections
@@ -230,7 +229,11 @@ class WorldTrainer(Engine):
                  device: str | None = None, env: DistEnv | None = None, data: TrajectoryDataset | None = None) -> None:
         self.cfg = cfg
         t = cfg.train
-        self.setup(out_dir, env=env or init_distributed(device or t.device), progress=progress, dtype=t.dtype,
+        env = env or init_distributed(device or t.device)
+        if env.distributed:
+            raise NotImplementedError("world-model training runs in one process (no gradient synchronisation across "
+                                      "ranks yet): run it without torchrun")
+        self.setup(out_dir, env=env, progress=progress, dtype=t.dtype,
                    seed=t.seed, max_steps=t.steps, grad_accum=1, batch_size=cfg.data.batch_size, max_failure_rate=1.0,
                    log_every=t.log_every, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
                    diag_every=t.diag_every)
@@ -259,8 +262,6 @@ class WorldTrainer(Engine):
         self.feats = None
         self.encode_seconds = 0.0
         if not self.model.encoder_trains:
-            import time
-
             t0 = time.perf_counter()
             self.feats = self._encode_all()
             self.encode_seconds = time.perf_counter() - t0
@@ -291,33 +292,18 @@ class WorldTrainer(Engine):
         out = [self.model.encode(torch.from_numpy(frames[i:i + chunk]).to(self.device)).cpu() for i in it]
         return torch.cat(out)
 
-    def _batch(self, eps: np.ndarray, starts: np.ndarray, step: int) -> dict:
+    def _batch(self, rng: np.random.Generator, pool: np.ndarray, n: int, step: int) -> dict:
         w = self.cfg.data.window
-        win = self.data.windows(eps, starts, w)
-        out = {"actions": torch.from_numpy(win["actions"]), "states": torch.from_numpy(win["states"]),
-               "step": step, "skipped": []}
-        if self.feats is not None:
-            fi = (self.data.frame_start[eps] + starts)[:, None] + np.arange(w)
-            out["clips"] = self.feats[torch.from_numpy(fi)]
-        else:
-            out["clips"] = torch.from_numpy(win["frames"])
-        return out
-
-    def _windows(self, rng: np.random.Generator, eps_pool: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        w = self.cfg.data.window
-        ok = eps_pool[self.data.lengths[eps_pool] >= w]
-        if not len(ok):
-            raise ValueError(f"{self.cfg.data.path}: no training episode has data.window={w} frames "
-                             f"(longest: {int(self.data.lengths.max())})")
-        eps = ok[rng.integers(0, len(ok), size=n)]
-        starts = (rng.random(n) * (self.data.lengths[eps] - w + 1)).astype(np.int64)
-        return eps, starts
+        eps, starts = self.data.draw(n, w, rng, pool)
+        win = self.data.windows(eps, starts, w, frames=self.feats is None)
+        clips = win["frames"] if self.feats is None else self.feats[torch.from_numpy(self.data.frame_index(eps, starts, w))]
+        return {"clips": torch.as_tensor(clips), "actions": torch.from_numpy(win["actions"]),
+                "states": torch.from_numpy(win["states"]), "step": step, "skipped": []}
 
     def _loader(self):
         for s in range(self.step, self.max_steps):
             rng = numpy_generator(self.seed, s, self.env.rank, "world-batch")
-            eps, starts = self._windows(rng, self.train_eps, self.cfg.data.batch_size)
-            yield self._batch(eps, starts, s)
+            yield self._batch(rng, self.train_eps, self.cfg.data.batch_size, s)
 
     # ------------------------------------------------------------------ engine hooks
     def config_dict(self) -> dict:
@@ -366,7 +352,7 @@ class WorldTrainer(Engine):
     def diagnostics(self, out) -> dict:
         res = {}
         z = out["z"]
-        st = feature_stats(z.reshape(1, -1, z.shape[-1]).transpose(0, 1))
+        st = feature_stats(z.reshape(-1, 1, z.shape[-1]))
         res["z_std"], res["z_erank"] = st["std"], st["erank"]
         ev = self.evaluate_rollout()
         res.update(ev)
@@ -379,9 +365,7 @@ class WorldTrainer(Engine):
         (training windows when nothing is held out); a fixed draw, the same at every call."""
         self.model.eval()
         pool = self.val_eps if len(self.val_eps) else self.train_eps
-        rng = numpy_generator(self.seed, "world-val")
-        eps, starts = self._windows(rng, pool, n)
-        b = self._batch(eps, starts, -1)
+        b = self._batch(numpy_generator(self.seed, "world-val"), pool, n, -1)
         z = self.latents(b)
         a, s = b["actions"].to(self.device), b["states"].to(self.device)
         r = max(1, min(self.cfg.loss.rollout, z.shape[1] - 1))
@@ -463,10 +447,6 @@ def _read_csv(path) -> list[dict]:
 
     with open(path) as f:
         return list(csv.DictReader(f))
-
-
-def world_summary_line(s: dict) -> str:
-    return json.dumps({k: s[k] for k in ("steps", "seconds", "loss_last", "probe_err_px", "rollout_err_px") if k in s})
 
 
 # ------------------------------------------------------------------------------------------------- loading
