@@ -354,6 +354,7 @@ class TrainSection:
     keep_checkpoints: int = 2
     diag_every: int = 50
     mask_token_by: str = "config"
+    tensorboard: bool = False  # also log the metrics rows as TensorBoard scalars to RUN_DIR/tensorboard/
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:

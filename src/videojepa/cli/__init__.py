@@ -95,7 +95,7 @@ def _run_models(a) -> int:
     return 0
 
 
-_COMMAND_MODULES = ("data", "weights", "evaluate", "finetune", "world")
+_COMMAND_MODULES = ("data", "weights", "evaluate", "finetune", "world", "decoder", "show", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -202,7 +202,8 @@ def add_parsers(sub) -> None:
                     "checkpoint and the clip settings, which --checkpoint and the clip options override).",
         epilog="examples:\n  videojepa classify clip.mp4 --probe runs/probe/probe\n"
                "  videojepa classify synthetic:val --item 3 --probe runs/probe/probe --top 3\n"
-               "  videojepa classify a.mp4 b.mp4 --probe runs/ssv2/probe --checkpoint vjepa2-vitl --device cuda")
+               "  videojepa classify a.mp4 b.mp4 --probe runs/ssv2/probe --checkpoint vjepa2-vitl --device cuda\n"
+               "  videojepa classify synthetic:val --item 3 --probe runs/probe/probe --explain --explain-out pics")
     c.add_argument("videos", nargs="+", metavar="VIDEO",
                    help="video / image files or frame folders, or an INDEX with --item (e.g. synthetic:val)")
     c.add_argument("--probe", required=True, metavar="DIR", help="probe folder (model.safetensors + config.json)")
@@ -212,6 +213,11 @@ def add_parsers(sub) -> None:
     _add_encoder_args(c, checkpoint_required=False)
     c.add_argument("--segments", type=int, default=None, help="override the probe's segments")
     c.add_argument("--views", type=int, default=None, help="override the probe's views")
+    c.add_argument("--explain", action="store_true",
+                   help="also show where an attentive probe looks: its cross-attention weights over the tokens "
+                        "as a heat map on the frames (explain_<name>.gif / .png, and the weights as .npy)")
+    c.add_argument("--explain-out", default=None, metavar="DIR",
+                   help="folder for the --explain pictures (default: the current folder)")
     c.set_defaults(func=_wrap(_run_classify))
 
 
@@ -572,6 +578,17 @@ def _run_classify(a) -> int:
                     fps=a.fps or (None if a.frame_step else c.get("fps")),
                     segments=a.segments or c.get("segments", 1), views=a.views or c.get("views", 1))
     names = pcfg.get("labels") or [f"class_{i}" for i in range(_num_classes(probe))]
+    if a.explain:
+        from ..viz.attention import NoAttentionError, explain_name, pooler_of, write_explanation
+
+        try:
+            pooler_of(probe)
+        except NoAttentionError as e:
+            raise CliError(f"--explain: {pdir}: {e}") from e
+        if clip.segments * clip.views != 1:
+            raise CliError(f"--explain needs one clip per video (this probe uses {clip.segments} segment(s) x "
+                           f"{clip.views} view(s)): give --segments 1 --views 1")
+        explain_out = Path(a.explain_out) if a.explain_out else Path(".")
     records = []
     for spec in a.videos:
         is_index = parse_synthetic(spec) is not None or not _is_media(spec)
@@ -593,6 +610,17 @@ def _run_classify(a) -> int:
                                            "prob": float(p)} for p, j in zip(top.values.tolist(), top.indices.tolist())]}
             if label >= 0:
                 rec["label"] = names[label] if label < len(names) else str(label)
+            if a.explain:
+                x = ds[i]["clip"].float()
+                frames = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+                grid = enc.grid_of(enc.prepare_input(x[None]))
+                try:
+                    ex = write_explanation(probe, fs.features[0], grid, frames, explain_out,
+                                           explain_name(spec, i if is_index else None))
+                except ValueError as e:
+                    raise CliError(f"--explain: {name}: {e}") from e
+                rec["explain"] = {"gif": str(ex["gif"]), "png": str(ex["png"]), "weights": str(ex["npy"]),
+                                  "peak": ex["peak"], "note": ex["note"]}
             records.append(rec)
             if a.json:
                 print(json.dumps(rec))
@@ -600,6 +628,12 @@ def _run_classify(a) -> int:
                 print(name + (f"  (label: {rec['label']})" if "label" in rec else ""))
                 for r, t in enumerate(rec["top"], 1):
                     print(f"  {r}. {t['class']:<24} {t['prob'] * 100:6.2f}%")
+                if "explain" in rec:
+                    e = rec["explain"]
+                    print(f"  probe attention: {e['gif']}, {e['png']} (peak at token t={e['peak'][0]}, "
+                          f"row {e['peak'][1]}, column {e['peak'][2]})")
+                    if e["note"]:
+                        print(f"  note: {e['note']}")
     return 0
 
 

@@ -99,6 +99,9 @@ def add_parsers(sub) -> None:
     i.add_argument("--steps", type=int, default=12, help="actions per sequence")
     i.add_argument("--speed", type=float, default=1.5, help="step length of the straight-line sequences (px)")
     i.add_argument("--out", default=None, help="PNG to write (default <world run>/imagine_<episode>.png)")
+    i.add_argument("--decoder", default=None, help="a frame decoder of this world model (videojepa decoder train "
+                   "--world RUN): also write the imagined rollout towards the goal decoded to frames, beside the real "
+                   "frames (imagine_<episode>_decoded.gif / .png), with the PSNR per step")
     i.set_defaults(func=_run_imagine)
 
     p = sub.add_parser("plan", help="plan to goals with a trained world model; success rate",
@@ -224,6 +227,29 @@ def _run_imagine(a) -> int:
         print(f"{name:>18}: imagined end ({r['imagined'][-1][0]:.1f}, {r['imagined'][-1][1]:.1f}), "
               f"true end ({r['true'][-1][0]:.1f}, {r['true'][-1][1]:.1f}), off by {err:.1f} px")
     print(f"wrote {out}")
+    if a.decoder:
+        from ..planning.visualize import decoded_rollout, write_decoded_rollout
+        from ..training.decoder import load_decoder
+
+        try:
+            dec, dmeta = load_decoder(a.decoder)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if dmeta["decoder"].get("kind") != "frame":
+            print(f"error: {a.decoder} decodes video tokens, not world-model latents; train one with "
+                  f"`videojepa decoder train --world {a.world}`", file=sys.stderr)
+            return 2
+        if Path(dmeta.get("world", "")).resolve() != Path(meta["path"]).resolve():
+            print(f"note: {a.decoder} was trained on {dmeta.get('world')}, this world model is {meta['path']}",
+                  file=sys.stderr)
+        r = decoded_rollout(model, dec, start, lay, env, seqs["towards the goal"])
+        stem = out.with_name(out.stem + "_decoded")
+        paths = write_decoded_rollout(r, stem)
+        pi, pr = r["psnr_imagined"], r["psnr_reconstructed"]
+        print(f"decoded rollout towards the goal: PSNR vs the real frames, decoded latent {pr.mean():.1f} dB; "
+              f"imagined at step 1 {pi[1]:.1f} dB, step {len(pi) - 1} {pi[-1]:.1f} dB")
+        print(f"wrote {paths['gif']} and {paths['png']}")
     return 0
 
 

@@ -11,7 +11,8 @@ Supported sources (the format is detected from the file, never from its name):
 - ``hf``: HuggingFace transformers V-JEPA 2 folder (``config.json`` + ``model.safetensors``), with or without
   the video-classification head
 - ``videojepa``: our exchange format, ``model.safetensors`` + ``config.json`` (a folder, or the file pair)
-- ``videojepa-run``: one of our pretraining checkpoints (``runs/.../checkpoints/step_*.pt`` or ``step_*.dcp/``)
+- ``videojepa-run``: one of our pretraining checkpoints (``runs/.../checkpoints/step_*.pt`` or ``step_*.dcp/``), or
+  its run directory (the newest checkpoint; a fine-tuning run directory stands for its ``export/``)
 
 Nothing arbitrary is unpickled: ``.pt`` / ``.pth.tar`` files are read with ``torch.load(weights_only=True)``,
 everything else is safetensors and JSON/YAML (our own sharded ``step_*.dcp/`` run checkpoints are read by
@@ -267,6 +268,7 @@ def read_weights(source: str | Path, config=None, *, hints: dict | None = None, 
         w = read_weights(path, config=config, hints=entry.hints(), map_location=map_location)
         w.meta.update(entry.meta())
         return w
+    p = _run_directory_weights(p)
     entry = None
     if hints is None:  # a file-name match supplies metadata (preprocessing), never the format or architecture
         from .published import match_file
@@ -290,6 +292,21 @@ def read_weights(source: str | Path, config=None, *, hints: dict | None = None, 
         w.meta.update(entry.meta())
         w.notes.append(f"file name matches the published model {entry.name!r}: its preprocessing applies")
     return w
+
+
+def _run_directory_weights(p: Path) -> Path:
+    """A run directory of ours stands for what it trained: a fine-tuning run's ``export/``, else the newest
+    checkpoint of ``checkpoints/`` (any other path is returned as it is)."""
+    if not p.is_dir() or (p / "config.json").is_file() or not (p / "checkpoints").is_dir():
+        return p
+    if (p / "export" / "config.json").is_file():
+        return p / "export"
+    from ..training.checkpoint import find_latest
+
+    last = find_latest(p / "checkpoints")
+    if last is None:
+        raise WeightsError(f"{p}: a run directory without a checkpoint yet (nothing in {p / 'checkpoints'})")
+    return last
 
 
 def _entry_fits(entry, w: Weights) -> bool:
@@ -343,6 +360,13 @@ def _from_pickle(obj: Any, source: str, given: dict, hints: dict) -> Weights:
                            f"(it holds a {type(obj).__name__}, not a dict)")
     if obj.get("format") == CHECKPOINT_FORMAT:
         return _from_run_checkpoint(obj, source, given)
+    fmt = obj.get("format")
+    if isinstance(fmt, str) and fmt.startswith("videojepa-"):  # another job's training state, not weights to load
+        hint = {"videojepa-finetune/1": "load the run's export/ folder (the fine-tuned classifier) instead",
+                "videojepa-world/1": "load it with videojepa.training.world.load_world",
+                "videojepa-decoder/1": "load the run's decoder.json with videojepa.training.decoder.load_decoder"}
+        raise WeightsError(f"{source}: a videojepa training checkpoint of another job (format {fmt!r}), not "
+                           f"encoder weights; {hint.get(fmt, 'load what that job exported')}")
     if "classifiers" in obj or "classifier" in obj:
         return official.read_probe(obj, source, given, hints)
     if "encoder" in obj or "target_encoder" in obj:

@@ -150,3 +150,50 @@ def plot_imagination(start: np.ndarray, layout: np.ndarray, env_cfg: TwoRoomsCon
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+@torch.no_grad()
+def decoded_rollout(model, decoder, start: np.ndarray, layout: np.ndarray, env_cfg: TwoRoomsConfig,
+                    actions: np.ndarray, device="cpu") -> dict:
+    """One action sequence ``[H, 2]`` from ``start``, for real (simulator frames) and in imagination (the world
+    model's rollout from the first frame's latent), both decoded to frames by ``decoder`` (a frame decoder,
+    ``videojepa decoder train --world``). Returns uint8 ``real``, ``reconstructed`` (the decoded latents of the real
+    frames) and ``imagined`` ``[H+1, size, size, 3]``, and ``psnr_imagined`` / ``psnr_reconstructed`` ``[H+1]`` (dB
+    against the real frames)."""
+    pos = [np.asarray(start, np.float64)]
+    for act in np.asarray(actions, np.float64):
+        pos.append(move(pos[-1], act, layout, env_cfg)[0])
+    real = render(np.stack(pos), np.tile(np.asarray(layout), (len(pos), 1)), env_cfg)  # [H+1, s, s, 3]
+    z_real = model.encode(torch.from_numpy(real).to(device))  # [H+1, D]
+    a = torch.as_tensor(np.asarray(actions, np.float32))[None].to(device)
+    z_img = torch.cat([z_real[:1], model.rollout(z_real[:1], a, torch.as_tensor(np.asarray(start, np.float32))[None]
+                                                 .to(device))[0]])
+
+    def to_uint8(z):
+        x = decoder(z).clamp(-0.5, 0.5) + 0.5  # [N, 3, H, W] in [0, 1]
+        return (x.movedim(1, -1).cpu().numpy() * 255).round().astype(np.uint8)
+
+    rec, img = to_uint8(z_real), to_uint8(z_img)
+    ref = real.astype(np.float64) / 255
+
+    def psnr(x):
+        mse = ((x.astype(np.float64) / 255 - ref) ** 2).reshape(len(x), -1).mean(1)
+        return 10 * np.log10(1.0 / np.maximum(mse, 1e-12))
+
+    return {"real": real, "reconstructed": rec, "imagined": img, "psnr_imagined": psnr(img),
+            "psnr_reconstructed": psnr(rec)}
+
+
+def write_decoded_rollout(r: dict, stem: str | Path, fps: float = 4) -> dict:
+    """``stem.gif`` (real | decoded latent | decoded imagination, over time) and ``stem.png`` (the three rows at
+    every other step)."""
+    from ..viz.media import auto_scale, grid, side_by_side, upscale, write_png, write_video
+
+    k = auto_scale(*r["real"].shape[1:3])
+    names = ["real", "decoded latent", "imagined (decoded)"]
+    panels = [upscale(r[key], k) for key in ("real", "reconstructed", "imagined")]
+    paths = write_video(side_by_side(panels, labels=names), stem, formats=("gif",), fps=fps)
+    cols = list(range(0, len(r["real"]), max(1, len(r["real"]) // 8)))
+    png = write_png(grid([[p[t] for t in cols] for p in panels], row_labels=names, col_labels=[f"t={t}" for t in cols]),
+                    Path(f"{stem}.png"))
+    return {"gif": paths["gif"], "png": png}

@@ -174,6 +174,10 @@ class Engine:
     def plot(self) -> None:
         pass
 
+    def tensorboard_dir(self) -> Path | None:
+        """Where the metrics rows also go as TensorBoard scalars (None: nowhere)."""
+        return None
+
     def summary(self, seconds: float, log: MetricsLog) -> dict:
         return {}
 
@@ -323,7 +327,8 @@ class Engine:
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(yaml.safe_dump(self.config_dict(), sort_keys=False))
-            log = MetricsLog(self.out / "metrics.csv", resume_step=self.step, columns=self.METRIC_COLUMNS)
+            log = MetricsLog(self.out / "metrics.csv", resume_step=self.step, columns=self.METRIC_COLUMNS,
+                             tensorboard_dir=self.tensorboard_dir())
         total, accum = self.max_steps, self.grad_accum
         bar = None
         if self.progress:

@@ -1,22 +1,51 @@
-"""Run metrics: a CSV that survives resumes, and a PNG of the curves."""
+"""Run metrics: a CSV that survives resumes, and a PNG of the curves; optionally TensorBoard scalars too."""
 from __future__ import annotations
 
 import csv
 import math
 from pathlib import Path
 
-__all__ = ["MetricsLog", "plot_metrics", "COLUMNS"]
+__all__ = ["MetricsLog", "plot_metrics", "COLUMNS", "TENSORBOARD_MISSING", "tensorboard_available", "require_tensorboard"]
+
+TENSORBOARD_MISSING = "train.tensorboard=true needs the tensorboard package: pip install tensorboard"
+
+
+def tensorboard_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def require_tensorboard(message: str = TENSORBOARD_MISSING) -> None:
+    """Raise ``RuntimeError(message)`` when the ``tensorboard`` package is not installed."""
+    if not tensorboard_available():
+        raise RuntimeError(message)
+
+
+def _summary_writer(log_dir: Path, purge_step: int | None):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
 COLUMNS = ["step", "loss", "loss_jepa", "loss_reg", "lr", "wd", "ema", "grad_norm", "clips_per_s", "elapsed_s",
            "target_std", "target_token_std", "target_erank", "pred_std", "pred_token_std", "pred_erank", "samples_skipped"]
 
 
 class MetricsLog:
-    """Append-only CSV of per-step metrics. On resume, rows after the resumed step are dropped."""
+    """Append-only CSV of per-step metrics. On resume, rows after the resumed step are dropped.
 
-    def __init__(self, path: str | Path, resume_step: int | None = None, columns: list[str] | None = None) -> None:
+    ``tensorboard_dir``: also write each appended row's numeric values as TensorBoard scalars there, keyed
+    by the row's step (needs the ``tensorboard`` package; on resume, events from the resumed step on are
+    purged, like the CSV rows)."""
+
+    def __init__(self, path: str | Path, resume_step: int | None = None, columns: list[str] | None = None,
+                 tensorboard_dir: str | Path | None = None) -> None:
         self.path = Path(path)
         self.columns = list(columns or COLUMNS)
+        self.writer = None
+        if tensorboard_dir is not None:
+            require_tensorboard()
+            self.writer = _summary_writer(Path(tensorboard_dir), resume_step if resume_step else None)
         rows = self.read() if resume_step is not None and self.path.exists() else []
         rows = [{k: v for k, v in r.items() if k in self.columns} for r in rows
                 if int(float(r["step"])) < (resume_step or 0)]
@@ -31,6 +60,17 @@ class MetricsLog:
             raise KeyError(f"unknown metric column(s): {sorted(unknown)}")
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, fieldnames=self.columns).writerow({k: _fmt(v) for k, v in row.items()})
+        if self.writer is not None:
+            step = int(row["step"])
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.writer.add_scalar(k, float(v), global_step=step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
     def read(self) -> list[dict]:
         with self.path.open() as f:

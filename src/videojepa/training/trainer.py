@@ -23,7 +23,7 @@ from .distributed import DistEnv, init_distributed, wrap_ddp, wrap_fsdp
 from .engine import DataFailureError, Engine, NonFiniteLossError, resolve_dtype
 from .objectives import build_objective
 from .losses import feature_stats, random_directions
-from .metrics import COLUMNS, MetricsLog, plot_metrics
+from .metrics import COLUMNS, MetricsLog, plot_metrics, require_tensorboard
 from .optim import build_optimizer, set_lr_wd
 from .schedules import ema_at, lr_at, wd_at
 
@@ -61,6 +61,8 @@ class Pretrainer(Engine):
                  device: str | None = None, env: DistEnv | None = None, parallel: str = "ddp") -> None:
         self.cfg = cfg
         t = cfg.train
+        if t.tensorboard:
+            require_tensorboard()  # before anything is built
         self.setup(out_dir, env=env or init_distributed(device or t.device), progress=progress,
                    dtype=t.dtype, seed=t.seed, max_steps=t.max_steps, grad_accum=cfg.optim.grad_accum,
                    batch_size=cfg.data.batch_size, max_failure_rate=cfg.data.max_failure_rate, log_every=t.log_every,
@@ -140,6 +142,9 @@ class Pretrainer(Engine):
             m.encoder.reshard()
             m.target_encoder.reshard()
         m.update_target(sched["ema"])
+
+    def tensorboard_dir(self) -> Path | None:
+        return self.out / "tensorboard" if self.cfg.train.tensorboard else None
 
     def plot(self) -> None:
         plot_metrics(self.out / "metrics.csv", self.out / "metrics.png", title=f"videojepa pretrain: {self.out.name}")
