@@ -71,6 +71,32 @@ def test_rope_legacy_tiling_quirk_and_interleaved_rotation():
         assert torch.allclose(y[..., 0, :], x[..., 0, :])
 
 
+@pytest.mark.parametrize("variant", ["legacy", "interleaved"])
+@pytest.mark.parametrize("head_dim", [32, 64, 30])
+def test_fused_rope_is_bit_identical_to_the_per_axis_rotation(variant, head_dim):
+    """The one-pass rotation (q and k stacked, full-width tables) gives the per-axis form's exact floats,
+    forward and backward, for shared ids [N] and per-sample ids [B, N], with an unrotated rest or none."""
+    from videojepa.models.rope import FusedRope, _axis_table, apply_rope
+
+    g = torch.Generator().manual_seed(head_dim)
+    grid = (4, 6, 5)
+    d = rope_axis_dim(head_dim)
+    for ids, lead in ((torch.randperm(120, generator=g)[:70], ()),
+                      (torch.stack([torch.randperm(120, generator=g)[:70] for _ in range(3)]), (3,))):
+        fused = build_rope(ids, grid, head_dim, variant)
+        assert isinstance(fused, FusedRope) and fused.cos.shape[-1] == head_dim
+        per_ids = ids[:, None, :] if ids.ndim == 2 else ids
+        per_axis = tuple(_axis_table(p, d, variant) for p in token_coords(per_ids, grid))
+        x = torch.randn(2, *(lead or (3,)), 4, 70, head_dim, generator=g, requires_grad=True)
+        a = apply_rope(x, fused)
+        b = apply_rope(x, per_axis)
+        assert torch.equal(a, b)
+        w = torch.randn(a.shape, generator=g)
+        ga, = torch.autograd.grad((a * w).sum(), x)
+        gb, = torch.autograd.grad((b * w).sum(), x)
+        assert torch.equal(ga, gb)
+
+
 @pytest.mark.parametrize("pos", ["rope", "sincos"])
 def test_any_clip_size_and_images(pos):
     enc = create_model("vit_test", pos_embed=pos)  # built for 4 x 16 x 16

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .layers import LN_EPS, Block, rescale_residual_init, trunc_normal_init
-from .rope import RopeTables, _axis_table, rope_axis_dim
+from .rope import RopeTables, _axis_table, fuse_rope, rope_axis_dim
 from .vit import ROPE_VARIANTS
 
 __all__ = ["ACPredictorConfig", "ACPredictor", "block_causal_mask", "ac_rope_tables", "encode_frames", "ac_losses",
@@ -188,7 +188,8 @@ class ACPredictor(nn.Module):
         mask = block_causal_mask(t, k + n, device=x.device) if cfg.frame_causal else None
         rope = None
         if cfg.use_rope:
-            rope = ac_rope_tables(t, self.grid_hw, k, cfg.embed_dim // cfg.num_heads, cfg.rope_variant, x.device)
+            hd = cfg.embed_dim // cfg.num_heads
+            rope = fuse_rope(ac_rope_tables(t, self.grid_hw, k, hd, cfg.rope_variant, x.device), hd)
         ckpt = cfg.activation_checkpointing and self.training and torch.is_grad_enabled()
         for blk in self.predictor_blocks:
             x = checkpoint(blk, x, rope, mask, use_reentrant=False) if ckpt else blk(x, rope, mask)

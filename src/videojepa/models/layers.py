@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .rope import RopeTables, apply_rope
+from .rope import FusedRope, RopeTables, apply_rope
 
 __all__ = ["DropPath", "Mlp", "Attention", "Block", "trunc_normal_init", "LN_EPS"]
 
@@ -64,11 +64,14 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.attn_drop = attn_drop
 
-    def forward(self, x: torch.Tensor, rope: RopeTables | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: FusedRope | RopeTables | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if rope is not None:
-            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if rope is None:
+            q, k, v = qkv
+        else:  # q and k rotated together, in one pass
+            q, k = apply_rope(qkv[:2], rope)
+            v = qkv[2]
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
@@ -93,7 +96,7 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, rope: RopeTables | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: FusedRope | RopeTables | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x), rope=rope, attn_mask=attn_mask))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 

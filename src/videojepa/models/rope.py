@@ -16,14 +16,29 @@ Needs retraining; use it for new models if you like.
 
 Angles are computed in float32 whatever the autocast dtype (the reference computes them in the
 dtype of q, which under bf16 makes them coarse); identical to the reference in float32.
+
+The rotation is applied in one pass over the whole head (:class:`FusedRope`): the per-axis tables are
+concatenated once per forward into full-width ``cos`` and a ``sin`` with the partner's signs folded in
+(1 and 0 on the unrotated rest), and ``x * cos + swap_pairs(x) * sin`` rotates q and k together in every
+layer. Each element is the same product and sum as the per-axis form, so results are bit-identical.
 """
 from __future__ import annotations
 
 import torch
 
-__all__ = ["rope_axis_dim", "RopeTables", "build_rope", "apply_rope", "token_coords"]
+from typing import NamedTuple
+
+__all__ = ["rope_axis_dim", "RopeTables", "FusedRope", "fuse_rope", "build_rope", "apply_rope", "token_coords"]
 
 RopeTables = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per axis (cos, sin), each [..., N, d]
+
+
+class FusedRope(NamedTuple):
+    """Full-head tables ``[..., N, head_dim]``: ``cos`` (1 on the unrotated rest) and ``sin`` with the partner
+    vector's signs folded in (``-sin`` on even, ``+sin`` on odd elements; 0 on the rest)."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
 
 
 def rope_axis_dim(head_dim: int) -> int:
@@ -55,12 +70,27 @@ def _axis_table(pos: torch.Tensor, d: int, variant: str) -> tuple[torch.Tensor, 
     return freq.cos(), freq.sin()
 
 
-def build_rope(ids: torch.Tensor, grid: tuple[int, int, int], head_dim: int, variant: str = "legacy") -> RopeTables:
-    """Cos/sin tables for token ids ``[N]`` or ``[B, N]``; shapes broadcast against ``[B, heads, N, d]``."""
+def fuse_rope(tables: RopeTables, head_dim: int) -> FusedRope:
+    """Per-axis tables (each ``[..., N, d]``) -> one :class:`FusedRope` for heads of ``head_dim``."""
+    cos = torch.cat([c for c, _ in tables], dim=-1)
+    sin = torch.cat([s for _, s in tables], dim=-1)
+    sign = torch.tensor([-1.0, 1.0], dtype=sin.dtype, device=sin.device).repeat(sin.shape[-1] // 2)
+    sin = sin * sign
+    rest = head_dim - cos.shape[-1]
+    if rest > 0:
+        shape = (*cos.shape[:-1], rest)
+        cos = torch.cat([cos, cos.new_ones(shape)], dim=-1)
+        sin = torch.cat([sin, sin.new_zeros(shape)], dim=-1)
+    return FusedRope(cos, sin)
+
+
+def build_rope(ids: torch.Tensor, grid: tuple[int, int, int], head_dim: int, variant: str = "legacy") -> FusedRope:
+    """Fused cos/sin tables for token ids ``[N]`` or ``[B, N]``; shapes broadcast against ``[..., B, heads, N,
+    head_dim]`` (q and k stacked in front rotate in one call)."""
     d = rope_axis_dim(head_dim)
     if ids.ndim == 2:
         ids = ids[:, None, :]  # [B, 1, N] broadcasts over heads
-    return tuple(_axis_table(p, d, variant) for p in token_coords(ids, grid))
+    return fuse_rope(tuple(_axis_table(p, d, variant) for p in token_coords(ids, grid)), head_dim)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -69,8 +99,13 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return x * cos + partner * sin
 
 
-def apply_rope(x: torch.Tensor, tables: RopeTables) -> torch.Tensor:
-    """Rotate ``x`` ``[B, heads, N, hd]`` (q or k) with tables from :func:`build_rope`."""
+def apply_rope(x: torch.Tensor, tables: FusedRope | RopeTables) -> torch.Tensor:
+    """Rotate ``x`` ``[..., N, hd]`` (q, k, or both stacked) with tables from :func:`build_rope` (or per-axis
+    tables, rotated axis by axis: the reference form the fused one is tested against)."""
+    if isinstance(tables, FusedRope):
+        xf = x.float()
+        swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (x1, x0, x3, x2, ...)
+        return (xf * tables.cos + swapped * tables.sin).to(x.dtype)  # the per-axis form's products and sum
     dtype = x.dtype
     xf = x.float()
     d = tables[0][0].shape[-1]
