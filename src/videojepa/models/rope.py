@@ -104,8 +104,9 @@ def apply_rope(x: torch.Tensor, tables: FusedRope | RopeTables) -> torch.Tensor:
     tables, rotated axis by axis: the reference form the fused one is tested against)."""
     if isinstance(tables, FusedRope):
         xf = x.float()
-        swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (x1, x0, x3, x2, ...)
-        return (xf * tables.cos + swapped * tables.sin).to(x.dtype)  # the per-axis form's products and sum
+        swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (x1, x0, x3, x2, ...): a new tensor
+        swapped.mul_(tables.sin)  # in place on fresh buffers: the per-axis form's products and sum, fewer passes
+        return (xf * tables.cos).add_(swapped).to(x.dtype)
     dtype = x.dtype
     xf = x.float()
     d = tables[0][0].shape[-1]
