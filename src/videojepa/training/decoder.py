@@ -285,11 +285,15 @@ class DecoderTrainer(Engine):
         self.dec_cfg = DecoderConfig(embed_dim=enc.embed_dim, grid=self.grid, tubelet_size=enc.tubelet_size,
                                      patch_size=enc.patch_size, in_chans=enc.in_chans, hidden=cfg.model.hidden,
                                      depth=cfg.model.depth)
+        self._finish_setup(lambda: PixelDecoder(self.dec_cfg), resume)
+
+    def _finish_setup(self, make, resume: str | None) -> None:
+        """The decoder (``make()``, initialised from the run's seed), AdamW without decay on 1-D parameters, resume."""
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(t.seed, "decoder-init"))
-            self.model = torch.nn.ModuleDict({"decoder": PixelDecoder(self.dec_cfg)}).to(self.device)
+            torch.manual_seed(derive_seed(self.cfg.train.seed, "decoder-init"))
+            self.model = torch.nn.ModuleDict({"decoder": make()}).to(self.device)
         self.train_model = self.model
-        o = cfg.optim
+        o = self.cfg.optim
         params = list(self.model.parameters())
         self.optimizer = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": o.weight_decay},
                                             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=o.lr)
@@ -438,15 +442,7 @@ class WorldDecoderTrainer(DecoderTrainer):
         with torch.no_grad():
             dim = self.world.encode(torch.from_numpy(self.data.episodes[0].frames[:1]).to(self.device)).shape[-1]
         self.dec_cfg = FrameDecoderConfig(dim=int(dim), img_size=mc.img_size, channels=tuple(cfg.model.channels))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(t.seed, "decoder-init"))
-            self.model = torch.nn.ModuleDict({"decoder": FrameDecoder(self.dec_cfg)}).to(self.device)
-        self.train_model = self.model
-        o = cfg.optim
-        params = list(self.model.parameters())
-        self.optimizer = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": o.weight_decay},
-                                            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=o.lr)
-        self.resume(resume)
+        self._finish_setup(lambda: FrameDecoder(self.dec_cfg), resume)
 
     def _loader(self):
         from ..rng import numpy_generator
