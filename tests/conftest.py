@@ -20,3 +20,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def enc():
+    """A tiny encoder (vit_test: 32 wide, 2 blocks, 4 x 16 x 16 clips, 2 x 4 x 4 tokens), the same init each time."""
+    import videojepa
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return videojepa.create_model("vit_test").eval()

@@ -4,20 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-import videojepa
 from videojepa.data.synthetic import SyntheticVideoConfig, SyntheticVideoDataset
 
 
 @pytest.fixture(autouse=True)
 def _one_thread(one_thread):
     yield
-
-
-@pytest.fixture
-def enc():
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return videojepa.create_model("vit_test").eval()
 
 
 def tiny_synthetic(n: int = 6, seed: int = 2, frames: int = 4, size: int = 16, width: int | None = None):

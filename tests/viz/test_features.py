@@ -12,13 +12,6 @@ def _one_thread(one_thread):
     yield
 
 
-@pytest.fixture
-def enc():
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return videojepa.create_model("vit_test").eval()  # 32 wide, 2 blocks, 4 x 16 x 16 clips, 2 x 4 x 4 tokens
-
-
 def _export(model, dst):
     from videojepa.interop.weights import Weights, write_videojepa
 

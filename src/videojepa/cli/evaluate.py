@@ -547,7 +547,6 @@ def _run_probe(a) -> int:
 # ----------------------------------------------------------------------------------------------- classify
 def _run_classify(a) -> int:
     import torch
-    from torch.utils.data import Subset
 
     from ..evaluation.datasets import ClipSpec, parse_synthetic
     from ..evaluation.features import extract_features
@@ -580,6 +579,7 @@ def _run_classify(a) -> int:
     names = pcfg.get("labels") or [f"class_{i}" for i in range(_num_classes(probe))]
     if a.explain:
         from ..viz.attention import NoAttentionError, explain_name, pooler_of, write_explanation
+        from ..viz.clips import frames_of
 
         try:
             pooler_of(probe)
@@ -597,7 +597,8 @@ def _run_classify(a) -> int:
         for i in items:
             if not 0 <= i < len(ds):
                 raise CliError(f"{spec}: --item {i} is out of range ({len(ds)} items)")
-            fs = extract_features(enc, Subset(ds, [i]), batch_size=a.batch_size, layers=layers, pool=pool,
+            item = ds[i]  # read once: for the features and, with --explain, for the pictures
+            fs = extract_features(enc, [item], batch_size=a.batch_size, layers=layers, pool=pool,
                                   device=dev, progress=False)
             if len(fs) == 0:
                 raise CliError(f"{spec}: item {i} could not be read")
@@ -611,8 +612,8 @@ def _run_classify(a) -> int:
             if label >= 0:
                 rec["label"] = names[label] if label < len(names) else str(label)
             if a.explain:
-                x = ds[i]["clip"].float()
-                frames = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+                x = item["clip"].float()
+                frames = frames_of(x)
                 grid = enc.grid_of(enc.prepare_input(x[None]))
                 try:
                     ex = write_explanation(probe, fs.features[0], grid, frames, explain_out,

@@ -33,6 +33,26 @@ def _wrap(run):
     return inner
 
 
+def _clip_args(p, video_help: str, checkpoint_help: str) -> None:
+    """What every picture takes: VIDEO, --checkpoint, --out, --item, --fps, --format."""
+    p.add_argument("video", metavar="VIDEO", help=video_help)
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help=checkpoint_help)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--item", type=int, default=0, help="item of an INDEX (default 0)")
+    p.add_argument("--fps", type=float, default=4, help="frames per second of the GIF / MP4 (default 4)")
+    p.add_argument("--format", nargs="+", choices=_ALL_FORMATS, default=list(_ALL_FORMATS), metavar="FMT",
+                   help="files to write: gif, mp4, png (default: all three)")
+
+
+def _formats(a) -> list[str]:
+    """The checked --fps, and --format without repeats."""
+    from ..viz.clips import VizError
+
+    if a.fps <= 0:
+        raise VizError(f"--fps must be > 0, got {a.fps}")
+    return list(dict.fromkeys(a.format))
+
+
 # ----------------------------------------------------------------------------------------------- features
 def _add_features(sub) -> None:
     p = sub.add_parser(
@@ -49,21 +69,15 @@ def _add_features(sub) -> None:
                "--out pics\n"
                "  videojepa show features clip.mp4 --checkpoint vjepa2-vitl --out pics --format mp4 png\n"
                "  videojepa show features a.mp4 --checkpoint vitl.pt --out pics/a --reference /data/val.csv")
-    p.add_argument("video", metavar="VIDEO", help="the clip to show (see below)")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT",
-                   help="encoder weights: a run checkpoint (runs/.../checkpoints/step_*.pt), an export, an official "
-                        "V-JEPA file, a HuggingFace folder or a published name")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    _clip_args(p, "the clip to show (see below)",
+               "encoder weights: a run checkpoint (runs/.../checkpoints/step_*.pt) or its run directory, an export, "
+               "an official V-JEPA file, a HuggingFace folder or a published name")
     p.add_argument("--part", choices=("encoder", "target_encoder"), default=None,
                    help="which encoder of the checkpoint (default: the one its probes use, target_encoder when "
                         "present)")
-    p.add_argument("--item", type=int, default=0, help="item of an INDEX (default 0)")
-    p.add_argument("--fps", type=float, default=4, help="frames per second of the GIF / MP4 (default 4)")
     p.add_argument("--reference", default=None, metavar="SPEC",
                    help="fit the PCA on the first --reference-items clips of SPEC instead of this clip")
     p.add_argument("--reference-items", type=int, default=8, help="clips of --reference (default 8)")
-    p.add_argument("--format", nargs="+", choices=_ALL_FORMATS, default=list(_ALL_FORMATS), metavar="FMT",
-                   help="files to write: gif, mp4, png (default: all three)")
     p.set_defaults(func=_wrap(_run_features))
 
 
@@ -71,11 +85,9 @@ def _run_features(a) -> int:
     from ..viz.clips import VizError
     from ..viz.features import show_features
 
-    if a.fps <= 0:
-        raise VizError(f"--fps must be > 0, got {a.fps}")
+    fmts = _formats(a)
     if a.reference_items < 1:
         raise VizError(f"--reference-items must be >= 1, got {a.reference_items}")
-    fmts = list(dict.fromkeys(a.format))
     r = show_features(a.video, a.checkpoint, a.out, part=a.part, item=a.item, fps=a.fps, reference=a.reference,
                       formats=[f for f in fmts if f != "png"], png="png" in fmts,
                       reference_items=a.reference_items)
@@ -104,21 +116,15 @@ def _add_predictions(sub) -> None:
                "  videojepa decoder train --checkpoint runs/cpu_demo --init random\n"
                "  videojepa show predictions synthetic:val --checkpoint runs/cpu_demo --decoder runs/cpu_demo/decoder "
                "--random-decoder runs/cpu_demo/decoder-random --out pics")
-    p.add_argument("video", metavar="VIDEO", help="the clip (a file, an INDEX with --item, or synthetic:SPLIT[:N])")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT",
-                   help="a videojepa pretraining checkpoint, or its run directory (newest checkpoint)")
+    _clip_args(p, "the clip (a file, an INDEX with --item, or synthetic:SPLIT[:N])",
+               "a videojepa pretraining checkpoint, or its run directory (newest checkpoint)")
     p.add_argument("--decoder", default=None, metavar="DIR",
                    help="the decoder (default: decoder/ in the checkpoint's run directory)")
     p.add_argument("--random-decoder", default=None, metavar="DIR",
                    help="a decoder trained with --init random: adds the random-init model's decoded predictions")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--item", type=int, default=0, help="item of an INDEX (default 0)")
     p.add_argument("--mask-config", type=int, default=None,
                    help="which of the run's mask configs (default: the last, the long-range blocks in V-JEPA's recipe)")
     p.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
-    p.add_argument("--fps", type=float, default=4, help="frames per second of the GIF / MP4 (default 4)")
-    p.add_argument("--format", nargs="+", choices=_ALL_FORMATS, default=list(_ALL_FORMATS), metavar="FMT",
-                   help="files to write: gif, mp4, png (default: all three)")
     p.set_defaults(func=_wrap(_run_predictions))
 
 
@@ -128,9 +134,7 @@ def _run_predictions(a) -> int:
     from ..viz.clips import VizError
     from ..viz.predictions import show_predictions
 
-    if a.fps <= 0:
-        raise VizError(f"--fps must be > 0, got {a.fps}")
-    fmts = list(dict.fromkeys(a.format))
+    fmts = _formats(a)
     try:
         dec = a.decoder or decoder_out_dir(a.checkpoint)
         r = show_predictions(a.video, a.checkpoint, dec, a.out, item=a.item, mask_config=a.mask_config, seed=a.seed,

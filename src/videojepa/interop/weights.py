@@ -297,16 +297,16 @@ def read_weights(source: str | Path, config=None, *, hints: dict | None = None, 
 def _run_directory_weights(p: Path) -> Path:
     """A run directory of ours stands for what it trained: a fine-tuning run's ``export/``, else the newest
     checkpoint of ``checkpoints/`` (any other path is returned as it is)."""
-    if not p.is_dir() or (p / "config.json").is_file() or not (p / "checkpoints").is_dir():
+    if not p.is_dir() or (p / "config.json").is_file():
         return p
-    if (p / "export" / "config.json").is_file():
+    if (p / "checkpoints").is_dir() and (p / "export" / "config.json").is_file():
         return p / "export"
-    from ..training.checkpoint import find_latest
+    from ..training.checkpoint import run_checkpoint
 
-    last = find_latest(p / "checkpoints")
-    if last is None:
-        raise WeightsError(f"{p}: a run directory without a checkpoint yet (nothing in {p / 'checkpoints'})")
-    return last
+    try:
+        return run_checkpoint(p)
+    except FileNotFoundError as e:
+        raise WeightsError(str(e)) from None
 
 
 def _entry_fits(entry, w: Weights) -> bool:

@@ -177,8 +177,9 @@ def decoded_rollout(model, decoder, start: np.ndarray, layout: np.ndarray, env_c
     ref = real.astype(np.float64) / 255
 
     def psnr(x):
-        mse = ((x.astype(np.float64) / 255 - ref) ** 2).reshape(len(x), -1).mean(1)
-        return 10 * np.log10(1.0 / np.maximum(mse, 1e-12))
+        from ..training.decoder import psnr_db
+
+        return psnr_db(((x.astype(np.float64) / 255 - ref) ** 2).reshape(len(x), -1).mean(1))
 
     return {"real": real, "reconstructed": rec, "imagined": img, "psnr_imagined": psnr(img),
             "psnr_reconstructed": psnr(rec)}

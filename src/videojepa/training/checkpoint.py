@@ -31,7 +31,8 @@ import torch
 
 __all__ = ["save_checkpoint", "save_sharded_checkpoint", "load_sharded_checkpoint", "find_latest", "load_checkpoint",
            "list_checkpoints", "CheckpointError", "CheckpointCorruptError", "verify_file", "write_digest",
-           "file_digest", "check_digest", "verify_folder", "HashingWriter", "set_aside", "DIGEST_SUFFIX", "UnverifiedWarning"]
+           "file_digest", "check_digest", "verify_folder", "HashingWriter", "set_aside", "DIGEST_SUFFIX", "UnverifiedWarning",
+           "run_checkpoint"]
 
 _NAME = re.compile(r"^step_(\d{8})\.(pt|dcp)$")
 META = "meta.json"  # written last into a sharded checkpoint folder, before the folder is renamed into place
@@ -328,3 +329,16 @@ def find_latest(folder: str | Path) -> Path | None:
     """The newest ``step_*.pt`` in ``folder`` (``None`` if there is none)."""
     ckpts = list_checkpoints(folder)
     return ckpts[-1][1] if ckpts else None
+
+
+def run_checkpoint(path: str | Path) -> Path:
+    """``path`` as it is, unless it is a run directory (a folder with ``checkpoints/``): then its newest checkpoint
+    (:class:`FileNotFoundError` when it has none yet). What every command that takes "a checkpoint or its run"
+    resolves through."""
+    p = Path(path)
+    if p.is_dir() and (p / "checkpoints").is_dir():
+        last = find_latest(p / "checkpoints")
+        if last is None:
+            raise FileNotFoundError(f"{p}: a run directory without a checkpoint yet (nothing in {p / 'checkpoints'})")
+        return last
+    return p

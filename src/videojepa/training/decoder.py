@@ -34,7 +34,7 @@ from .metrics import MetricsLog, plot_metrics
 from .schedules import warmup_cosine
 
 __all__ = ["DecoderRunConfig", "DecoderTrainer", "DECODER_FORMAT", "load_jepa", "load_decoder", "decoder_out_dir",
-           "psnr", "psnr_normalized", "features",
+           "psnr", "psnr_db", "psnr_normalized", "features",
            "predictor_outputs", "WorldDecoderTrainer", "make_trainer", "write_export"]
 
 DECODER_FORMAT = "videojepa-decoder/1"
@@ -154,15 +154,10 @@ class DecoderRunConfig:
 
 # ------------------------------------------------------------------------------------------------ sources
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file/folder, or a run directory (its newest checkpoint)."""
-    from .checkpoint import find_latest
+    """A checkpoint file/folder, or a run directory (its newest checkpoint); an error naming it when missing."""
+    from .checkpoint import run_checkpoint
 
-    p = Path(path)
-    if p.is_dir() and (p / "checkpoints").is_dir():
-        last = find_latest(p / "checkpoints")
-        if last is None:
-            raise FileNotFoundError(f"{p}: no checkpoint in {p / 'checkpoints'}")
-        return last
+    p = run_checkpoint(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such checkpoint or run directory")
     return p
@@ -173,8 +168,7 @@ def load_jepa(path: str | Path, init: str = "trained"):
     pretraining checkpoints, strictly loaded, in eval mode; ``init="random"``: the same model at its
     initialisation (rebuilt from the run's seed exactly as the pretrainer built it at step 0)."""
     from .checkpoint import CheckpointError
-    from .objectives import build_objective
-    from .trainer import CHECKPOINT_FORMAT, read_checkpoint
+    from .trainer import CHECKPOINT_FORMAT, initial_objective, read_checkpoint
 
     path = resolve_checkpoint(path)
     sd = read_checkpoint(path)
@@ -185,9 +179,7 @@ def load_jepa(path: str | Path, init: str = "trained"):
     cfg = PretrainConfig.from_dict(sd["config"])
     if cfg.loss.objective != "vjepa":
         raise ValueError(f"{path}: a {cfg.loss.objective} run predicts pixels or HOG, not features; decode V-JEPA runs")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(cfg.train.seed, "init"))  # the pretrainer's own initialisation
-        model = build_objective(cfg)
+    model = initial_objective(cfg)  # the pretrainer's own step-0 model
     if init == "trained":
         for part in ("encoder", "predictor", "target_encoder"):
             getattr(model, part).load_state_dict(sd[part], strict=True)
@@ -220,10 +212,18 @@ def data_config(pcfg: PretrainConfig, spec: str):
     return replace(pcfg.data, source="files", datasets=[spec], datasets_weights=None)
 
 
+def psnr_db(mse):
+    """PSNR (dB) for peak 1 from a mean squared error (a float or a numpy array; 0 gives inf)."""
+    import numpy as np
+
+    with np.errstate(divide="ignore"):
+        out = 10.0 * np.log10(1.0 / np.asarray(mse, dtype=np.float64))
+    return float(out) if out.ndim == 0 else out
+
+
 def psnr(pred01: torch.Tensor, true01: torch.Tensor) -> float:
     """Peak signal-to-noise ratio (dB) of images in ``[0, 1]``."""
-    mse = (pred01.float() - true01.float()).pow(2).mean().item()
-    return float("inf") if mse == 0 else 10.0 * torch.log10(torch.tensor(1.0 / mse)).item()
+    return psnr_db((pred01.float() - true01.float()).pow(2).mean().item())
 
 
 def psnr_normalized(pred: torch.Tensor, target: torch.Tensor, std=None) -> float:
@@ -234,8 +234,7 @@ def psnr_normalized(pred: torch.Tensor, target: torch.Tensor, std=None) -> float
     s = torch.as_tensor(std if std is not None else IMAGENET_STD, dtype=torch.float32, device=pred.device)
     c = s.numel()
     d = (pred.float() - target.float()).reshape(*pred.shape[:-1], -1, c) * s
-    mse = d.pow(2).mean().item()
-    return float("inf") if mse == 0 else 10.0 * float(torch.log10(torch.tensor(1.0 / mse)))
+    return psnr_db(d.pow(2).mean().item())
 
 
 def predictor_outputs(jepa, x: torch.Tensor, ctx: torch.Tensor, tgt: torch.Tensor, m: int,
@@ -265,17 +264,11 @@ class DecoderTrainer(Engine):
     def __init__(self, cfg: DecoderRunConfig, out_dir: str | Path | None = None, *, resume: str | None = "auto",
                  progress: bool = True, device: str | None = None, env: DistEnv | None = None) -> None:
         self.cfg = cfg
-        t = cfg.train
-        env = env or init_distributed(device or t.device)
-        if env.distributed:
-            raise NotImplementedError("decoder training runs in one process: run it without torchrun")
         if cfg.source.world:
-            raise ValueError("source.world is a world-model run: use WorldDecoderTrainer")
+            raise ValueError("source.world is a world-model run: use WorldDecoderTrainer (make_trainer picks it)")
         self.jepa, self.pcfg, self.ckpt_path = load_jepa(cfg.source.checkpoint, cfg.source.init)
-        out_dir = Path(out_dir) if out_dir else decoder_out_dir(self.ckpt_path, cfg.source.init)
-        self.setup(out_dir, env=env, progress=progress, dtype="float32", seed=t.seed, max_steps=t.steps, grad_accum=1,
-                   batch_size=cfg.data.batch_size, max_failure_rate=self.pcfg.data.max_failure_rate,
-                   log_every=t.log_every, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints)
+        self._begin(out_dir or decoder_out_dir(self.ckpt_path, cfg.source.init), device, env, progress,
+                    self.pcfg.data.max_failure_rate)
         self.jepa.to(self.device)
         enc = self.jepa.target_encoder.cfg
         self.data_cfg = data_config(self.pcfg, cfg.data.data)
@@ -286,6 +279,16 @@ class DecoderTrainer(Engine):
                                      patch_size=enc.patch_size, in_chans=enc.in_chans, hidden=cfg.model.hidden,
                                      depth=cfg.model.depth)
         self._finish_setup(lambda: PixelDecoder(self.dec_cfg), resume)
+
+    def _begin(self, out_dir, device, env, progress: bool, max_failure_rate: float) -> None:
+        """One process (no torchrun) and the engine's run directory, from ``cfg.train``."""
+        t = self.cfg.train
+        env = env or init_distributed(device or t.device)
+        if env.distributed:
+            raise NotImplementedError("decoder training runs in one process: run it without torchrun")
+        self.setup(Path(out_dir), env=env, progress=progress, dtype="float32", seed=t.seed, max_steps=t.steps,
+                   grad_accum=1, batch_size=self.cfg.data.batch_size, max_failure_rate=max_failure_rate,
+                   log_every=t.log_every, checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints)
 
     def _finish_setup(self, make, resume: str | None) -> None:
         """The decoder (``make()``, initialised from the run's seed), AdamW without decay on 1-D parameters, resume."""
@@ -315,7 +318,7 @@ class DecoderTrainer(Engine):
         from .trainer import build_dataset
 
         pc = replace(self.pcfg, data=self.data_cfg)
-        masks = MaskGenerator(self.pcfg.mask.build(), self.grid, self.seed, self.pcfg.mask.equalize)  # drawn, unused
+        masks = MaskGenerator(self.pcfg.mask.build(), self.grid, self.seed, self.pcfg.mask.equalize)  # inputs: predictions
         return build_loader(build_dataset(pc), MaskCollator(masks), batch_size=self.cfg.data.batch_size, seed=self.seed,
                             start_step=self.step, max_steps=self.max_steps, num_workers=self.cfg.data.num_workers)
 
@@ -419,18 +422,10 @@ class WorldDecoderTrainer(DecoderTrainer):
         from .world import load_world
 
         self.cfg = cfg
-        t = cfg.train
-        env = env or init_distributed(device or t.device)
-        if env.distributed:
-            raise NotImplementedError("decoder training runs in one process: run it without torchrun")
         self.world, self.wcfg, self.wmeta = load_world(cfg.source.world)
         self.world.requires_grad_(False)
         self.ckpt_path = Path(self.wmeta["path"])
-        run = Path(self.wmeta["path"]).parent.parent
-        out_dir = Path(out_dir) if out_dir else run / "decoder"
-        self.setup(out_dir, env=env, progress=progress, dtype="float32", seed=t.seed, max_steps=t.steps, grad_accum=1,
-                   batch_size=cfg.data.batch_size, max_failure_rate=1.0, log_every=t.log_every,
-                   checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints)
+        self._begin(out_dir or self.ckpt_path.parent.parent / "decoder", device, env, progress, 1.0)
         self.world.to(self.device)
         self.data = load_trajectories(cfg.data.data or self.wcfg.data.path, progress=progress)
         mc = self.wcfg.model
@@ -463,7 +458,7 @@ class WorldDecoderTrainer(DecoderTrainer):
         target = _frames_to_float(frames)
         mse = F.mse_loss(out, target)
         loss = mse if self.cfg.optim.loss == "l2" else F.l1_loss(out, target)
-        return loss, {"psnr": 10 * torch.log10(1.0 / mse.detach().clamp_min(1e-12)).item()}, None
+        return loss, {"psnr": psnr_db(mse.item())}, None
 
     def extra_meta(self) -> dict:
         return {"decoder_config": self.dec_cfg.to_dict(), "world": str(self.wmeta["path"])}

@@ -414,6 +414,7 @@ class Engine:
             bar.close()
         if not main:
             return {"steps": self.step, "rank": self.env.rank}
+        log.close()  # the TensorBoard writer, when there is one
         summary = self.summary(time.perf_counter() - t_start, log)
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary

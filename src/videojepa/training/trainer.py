@@ -27,7 +27,7 @@ from .metrics import COLUMNS, MetricsLog, plot_metrics, require_tensorboard
 from .optim import build_optimizer, set_lr_wd
 from .schedules import ema_at, lr_at, wd_at
 
-__all__ = ["Pretrainer", "NonFiniteLossError", "DataFailureError", "read_checkpoint", "build_dataset", "CHECKPOINT_FORMAT",
+__all__ = ["Pretrainer", "initial_objective", "NonFiniteLossError", "DataFailureError", "read_checkpoint", "build_dataset", "CHECKPOINT_FORMAT",
            "resolve_dtype"]
 
 CHECKPOINT_FORMAT = "videojepa-pretrain/1"
@@ -49,6 +49,14 @@ def build_dataset(cfg: PretrainConfig, split: str = "train"):
     return build_files_dataset(d, mode="train" if split == "train" else "eval", seed=cfg.train.seed)
 
 
+def initial_objective(cfg: PretrainConfig):
+    """The run's model at step 0: built from ``(train.seed, "init")`` without touching the caller's RNG (what the
+    pretrainer trains from, and the random-init baseline of the decoded predictions)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(cfg.train.seed, "init"))
+        return build_objective(cfg)
+
+
 class Pretrainer(Engine):
     """Self-supervised pretraining (V-JEPA, or the VideoMAE / MaskFeat baselines) on the shared engine."""
 
@@ -68,9 +76,7 @@ class Pretrainer(Engine):
                    batch_size=cfg.data.batch_size, max_failure_rate=cfg.data.max_failure_rate, log_every=t.log_every,
                    checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints, diag_every=t.diag_every)
         enc_cfg, pred_cfg = cfg.encoder_config(), cfg.predictor_config()
-        with torch.random.fork_rng(devices=[]):  # init from the run seed without touching the caller's RNG
-            torch.manual_seed(derive_seed(cfg.train.seed, "init"))
-            self.model = build_objective(cfg).to(self.device)
+        self.model = initial_objective(cfg).to(self.device)
         if parallel not in ("ddp", "fsdp"):
             raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {parallel!r}")
         self.fsdp = parallel == "fsdp" and self.env.distributed

@@ -453,11 +453,11 @@ def _read_csv(path) -> list[dict]:
 def load_world(path: str | Path, device: str | torch.device = "cpu") -> tuple[WorldModel, WorldConfig, dict]:
     """A trained world model from a ``videojepa world train`` checkpoint (a file under ``checkpoints/``, or the run
     folder: its newest checkpoint), verified against its checksum and loaded strictly."""
-    from .checkpoint import find_latest, load_checkpoint
+    from .checkpoint import find_latest, load_checkpoint, run_checkpoint
 
-    p = Path(path)
-    if p.is_dir():
-        latest = find_latest(p / "checkpoints") if (p / "checkpoints").is_dir() else find_latest(p)
+    p = run_checkpoint(path)
+    if p.is_dir():  # a checkpoints/ folder itself
+        latest = find_latest(p)
         if latest is None:
             raise FileNotFoundError(f"{p}: no world-model checkpoint (expected checkpoints/step_*.pt)")
         p = latest

@@ -11,7 +11,7 @@ import torch
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["VizError", "read_clip", "read_clips", "clip_defaults", "encoder_of"]
+__all__ = ["VizError", "read_clip", "read_clips", "clip_defaults", "encoder_of", "frames_of"]
 
 
 class VizError(ValueError):
@@ -24,6 +24,11 @@ def _pair(size) -> tuple[int, int]:
         return int(size), int(size)
     h, w = (int(s) for s in size)
     return h, w
+
+
+def frames_of(clip01: torch.Tensor) -> np.ndarray:
+    """A clip ``[C, T, H, W]`` with values in ``[0, 1]`` (as the datasets give it) -> uint8 frames ``[T, H, W, C]``."""
+    return clip01.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 3, 0).contiguous().numpy()
 
 
 def _open(spec: str, *, num_frames: int, crop_size, frame_step, fps):
@@ -56,7 +61,7 @@ def _item(ds, spec: str, i: int, mean, std) -> tuple[torch.Tensor, np.ndarray, i
     x = it["clip"].float()
     if x.ndim != 4:
         raise VizError(f"{spec}: expected one clip [C, T, H, W], got shape {tuple(x.shape)}")
-    frames = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 3, 0).contiguous().numpy()
+    frames = frames_of(x)
     label = it.get("label")
     return normalize(x, mean, std), frames, (None if label is None else int(label))
 

@@ -40,11 +40,13 @@ def nearest_visible(ctx: torch.Tensor, tgt: torch.Tensor, grid: tuple[int, int, 
 
 @torch.no_grad()
 def predict(jepa, decoder, clip: torch.Tensor, ctx: torch.Tensor, tgt: torch.Tensor, mask_index: int = 0,
-            part: str = "target_encoder", mask_token_by: str = "config") -> dict:
+            part: str = "target_encoder", mask_token_by: str = "config",
+            target_decoded: torch.Tensor | None = None, with_target: bool = True) -> dict:
     """One clip ``[C, T, H, W]`` (normalised), one mask ``ctx [K_c]`` / ``tgt [K_t]`` -> patchified pixels
     ``[N, P]`` (normalised space): ``input``, ``target_decoded`` (all positions), and at the target positions
     ``prediction`` and ``copy_nearest``; plus the grid. ``mask_index``: the mask config the mask was drawn from
-    (``mask_token_by``: the run's ``train.mask_token_by``)."""
+    (``mask_token_by``: the run's ``train.mask_token_by``). The decoded target does not depend on the mask:
+    pass it back as ``target_decoded`` for the clip's other masks, or ``with_target=False`` to skip it."""
     from ..training.decoder import features, predictor_outputs
     from ..training.objectives import patchify
 
@@ -55,12 +57,14 @@ def predict(jepa, decoder, clip: torch.Tensor, ctx: torch.Tensor, tgt: torch.Ten
         raise ValueError(f"the decoder was trained for a token grid {dc.grid}, this clip gives {tuple(grid)}: "
                          "use the clip size the checkpoint was trained with")
     c, t_ = ctx.view(1, -1).long(), tgt.view(1, -1).long()
-    h = features(jepa, x, part)  # [1, N, D]
     p = predictor_outputs(jepa, x, c, t_, mask_index, mask_token_by)  # [1, K_t, D]
     pix = patchify(x, dc.tubelet_size, dc.patch_size)[0]  # [N, P]
     near = nearest_visible(c[0], t_[0], grid)
-    return {"input": pix, "target_decoded": decoder(h)[0], "prediction": decoder(p, t_)[0],
-            "copy_nearest": pix[near], "ctx": c[0], "tgt": t_[0], "grid": tuple(grid)}
+    out = {"input": pix, "prediction": decoder(p, t_)[0], "copy_nearest": pix[near], "ctx": c[0], "tgt": t_[0],
+           "grid": tuple(grid)}
+    if with_target:
+        out["target_decoded"] = target_decoded if target_decoded is not None else decoder(features(jepa, x, part))[0]
+    return out
 
 
 def _to01(pix: torch.Tensor, mean, std) -> torch.Tensor:
@@ -140,12 +144,14 @@ def evaluate(jepa, decoder, clips, jcfg, *, seed: int = 0, random_pair=None, par
     scores: dict[str, list[list[float]]] = {k: [] for k in keys}
     for i, clip in enumerate(clips):
         grid = jepa.encoder.grid_of(jepa.encoder.prepare_input(clip.unsqueeze(0)))
+        decoded = None  # the clip's decoded target, the same for each of its masks
         for m, (ctx, tgt) in enumerate(draw_masks(jcfg, grid, seed, i)):
-            out = predict(jepa, decoder, clip, ctx, tgt, m, part, jcfg.train.mask_token_by)
+            out = predict(jepa, decoder, clip, ctx, tgt, m, part, jcfg.train.mask_token_by, target_decoded=decoded)
+            decoded = out["target_decoded"]
             row = {k: hidden_psnr(out, k, mean, std) for k in ("prediction", "copy_nearest", "target_decoded")}
             if random_pair:
                 rj, rd = random_pair
-                r_out = predict(rj, rd, clip, ctx, tgt, m, part, jcfg.train.mask_token_by)
+                r_out = predict(rj, rd, clip, ctx, tgt, m, part, jcfg.train.mask_token_by, with_target=False)
                 row["random_init"] = hidden_psnr(r_out, "prediction", mean, std)
             for k in keys:
                 while len(scores[k]) <= m:
@@ -179,8 +185,8 @@ def show_predictions(video: str, checkpoint: str | Path, decoder_dir: str | Path
     _check_pair(jepa, decoder, meta, str(decoder_dir))
     part = meta.get("part", "target_encoder")
     mean, std = IMAGENET_MEAN, IMAGENET_STD
-    clip, _ = read_clip(video, num_frames=jcfg.data.num_frames, crop_size=jcfg.data.crop_size[0], item=item,
-                        mean=mean, std=std)
+    clip, _ = read_clip(video, num_frames=jcfg.data.num_frames, crop_size=jcfg.data.crop_size, item=item,
+                        frame_step=jcfg.data.frame_step, fps=jcfg.data.fps, mean=mean, std=std)  # the run's clips
     grid = jepa.encoder.grid_of(jepa.encoder.prepare_input(clip.unsqueeze(0)))
     masks = draw_masks(jcfg, grid, seed, item)
     m = (len(masks) - 1) if mask_config is None else int(mask_config)  # default: the long-range (largest) config
@@ -197,7 +203,7 @@ def show_predictions(video: str, checkpoint: str | Path, decoder_dir: str | Path
         if rmeta.get("init") != "random":
             raise ValueError(f"{random_decoder}: this decoder was trained on the trained model's features "
                              f"(init={rmeta.get('init')!r}); train the baseline one with --init random")
-        random_out = predict(rj, rd, clip, ctx, tgt, m, part, jcfg.train.mask_token_by)
+        random_out = predict(rj, rd, clip, ctx, tgt, m, part, jcfg.train.mask_token_by, with_target=False)
         scores["random_init"] = hidden_psnr(random_out, "prediction", mean, std)
     names, panels = prediction_panels(out, decoder.cfg, mean, std, random_out)
     k = auto_scale(*panels[0].shape[1:3])
