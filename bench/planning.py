@@ -6,10 +6,13 @@
 
 Stages, each cached (a stage whose output exists is not run again; delete its folder to redo it):
 
-1. ``videojepa world collect``: exploratory trajectories, random layouts (wall and door drawn per episode).
+1. ``videojepa world collect``: exploratory trajectories, random layouts (wall and door drawn per episode): 3000
+   episodes of 33 frames, and 1200 of 97 frames for the temporal-distance head (it learns distances up to the
+   window's length).
 2. V-JEPA pretraining on the environment's own videos (``world export-videos``, then ``videojepa pretrain`` with
    the ``cpu_demo`` recipe on them).
 3. ``videojepa world train`` for each encoder: ``conv`` (trained jointly, eb_jepa's anti-collapse terms),
+   ``conv-metric`` (the same with a temporal-distance head, planned with ``--energy metric``),
    ``pixels`` (pooled, frozen), ``vit-random`` (frozen random ViT), ``vit-vjepa`` (frozen V-JEPA-pretrained ViT),
    and ``vit-vjepa-ac`` (the same features with V-JEPA 2-AC's block-causal transformer predictor).
 4. ``videojepa plan`` on 50 fixed evaluation episodes, on the random-layout task and on the fixed layout, and on
@@ -36,6 +39,8 @@ VJ = [sys.executable, "-m", "videojepa"]
 
 WORLDS = {
     "conv": ["model.encoder=conv"],
+    "conv-metric": ["model.encoder=conv", "model.metric_dim=64", "loss.metric=10", "data.window=97",
+                    "data.batch_size=12", "data.val_episodes=32"],
     "pixels": ["model.encoder=pixels"],
     "vit-random": ["model.encoder=vit", "model.vit_init=random"],
     "vit-vjepa": ["model.encoder=vit", "model.vit_init={vjepa}"],
@@ -43,7 +48,10 @@ WORLDS = {
                      "model.predictor_depth=4", "model.predictor_heads=4", "loss.distance=l1", "loss.rollout=2",
                      "data.window=8"],
 }
-STEPS = {"conv": 3000, "pixels": 1000, "vit-random": 3000, "vit-vjepa": 3000, "vit-vjepa-ac": 600}
+LONG = {"conv-metric"}
+ENERGY_CHECK = {"conv", "conv-metric"}  # world models whose energy is also planned with on the true dynamics  # world models trained on the long episodes
+PLAN_ARGS = {"conv-metric": ["--energy", "metric"]}  # world models planned with another energy than the default
+STEPS = {"conv": 3000, "conv-metric": 1000, "pixels": 1000, "vit-random": 3000, "vit-vjepa": 3000, "vit-vjepa-ac": 600}
 FROZEN_LIMIT = 1000  # episodes whose frames a frozen ViT encodes (the cache of features), to bound the encoding time
 
 
@@ -58,11 +66,12 @@ def run(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - t
 
 
-def stage_data(a) -> Path:
-    data = ROOT / "data"
-    if not (data / "index.json").exists() or json.loads((data / "index.json").read_text())["meta"]["episodes"] != a.data_episodes:
-        run(VJ + ["world", "collect", "--out", str(data), "--episodes", str(a.data_episodes), "--layout", "random",
-                  "--no-progress"], ROOT / "collect.log")
+def stage_data(a, name: str = "data", episodes: int | None = None, length: int = 33) -> Path:
+    data = ROOT / name
+    episodes = episodes or a.data_episodes
+    if not (data / "index.json").exists() or json.loads((data / "index.json").read_text())["meta"]["episodes"] != episodes:
+        run(VJ + ["world", "collect", "--out", str(data), "--episodes", str(episodes), "--length", str(length),
+                  "--layout", "random", "--no-progress"], ROOT / f"collect-{name}.log")
     return data
 
 
@@ -121,25 +130,32 @@ def main() -> int:
     if not a.report_only:
         data = stage_data(a)
         vjepa = stage_pretrain(a, data) if any("vjepa" in w for w in a.worlds) else None
+        long = stage_data(a, "data-long", 1200, 97) if LONG & set(a.worlds) else None
         for w in a.worlds:
-            stage_world(a, w, data, vjepa)
+            stage_world(a, w, long if w in LONG else data, vjepa)
         if a.train_only:
             return 0
         for layout in ("random", "fixed"):
             for agent in ("oracle", "oracle-euclid", "random", "zero"):
                 stage_plan(a, f"{agent}-{layout}", ["--agent", agent, "--layout", layout, "--gif", "0"])
             for w in a.plan_worlds or a.worlds:
-                stage_plan(a, f"{w}-{layout}", ["--world", str(ROOT / f"world-{w}"), "--layout", layout])
+                stage_plan(a, f"{w}-{layout}", ["--world", str(ROOT / f"world-{w}"), "--layout", layout,
+                                                *PLAN_ARGS.get(w, [])])
         for agent in ("oracle-euclid", "random"):  # the same-room diagnostic: greedy descent suffices there
             stage_plan(a, f"{agent}-same", ["--agent", agent, "--layout", "random", "--task", "same", "--gif", "0"])
         for w in a.plan_worlds or a.worlds:
             stage_plan(a, f"{w}-same", ["--world", str(ROOT / f"world-{w}"), "--layout", "random", "--task", "same",
-                                        "--gif", "0"])
+                                        "--gif", "0", *PLAN_ARGS.get(w, [])])
+        for w in [x for x in (a.plan_worlds or a.worlds) if x in ENERGY_CHECK]:  # the energy on the true dynamics
+            for task in ("opposite", "same"):
+                stage_plan(a, f"{w}-{task}-energy", ["--world", str(ROOT / f"world-{w}"), "--agent", "world-energy",
+                                                     "--layout", "random", "--task", task, "--gif", "0",
+                                                     *PLAN_ARGS.get(w, [])])
         best = best_world(a.plan_worlds or a.worlds)
         if best:
             for tag, extra in (("mppi", ["--method", "mppi"]), ("last", ["--reduce", "last"])):
                 stage_plan(a, f"{best}-random-{tag}", ["--world", str(ROOT / f"world-{best}"), "--layout", "random",
-                                                      "--gif", "0", *extra])
+                                                      "--gif", "0", *PLAN_ARGS.get(best, []), *extra])
     print(report(a))
     return 0
 
@@ -183,6 +199,22 @@ def report(a) -> str:
             mins = f"{(d['seconds'] + d.get('encode_seconds', 0.0)) / 60:.1f}"
         lines.append(f"| world model: {w} | {mins} | {_fmt(_row(w + '-random'))} | {_fmt(_row(w + '-fixed'))} "
                      f"| {_fmt(_row(w + '-same'))} |")
+    lines += ["", "Energy shape: Spearman rank correlation between each world model's planning energy at every free "
+              "position and the true distance to the goal around the wall (first 5 random-layout episodes; 1 = the "
+              "energy orders every place correctly, 0 = flat away from the goal):", "",
+              "| world model | energy | Spearman |", "|---|---|---:|"]
+    for w in a.worlds:
+        r = _row(w + "-random")
+        if r is not None and r.get("energy_geodesic_spearman") is not None:
+            lines.append(f"| {w} | {r['planner']['energy']} | {r['energy_geodesic_spearman']:.2f} |")
+    lines += ["", "Is the energy right? The same planner on the true dynamics with the world model's energy (its encoder "
+              "and distance read at every position), random layouts:", "",
+              "| world model | energy | opposite rooms: success (95% CI) | final dist. (px) | s / episode "
+              "| same room: success (95% CI) | final dist. (px) | s / episode |", "|---|---|---|---|---|---|---|---|"]
+    for w in a.worlds:
+        r = _row(w + "-opposite-energy")
+        if r is not None:
+            lines.append(f"| {w} | {r['planner']['energy']} | {_fmt(r)} | {_fmt(_row(w + '-same-energy'))} |")
     best = best_world(a.worlds)
     if best:
         lines += ["", f"Planner variants for the best world model ({best}), random layouts:", "",

@@ -31,6 +31,13 @@ def test_collect_train_imagine_plan(world_run, capsys):
     res = json.loads((world_run / "plan" / "results.json").read_text())
     assert res["episodes"] == 2 and res["layout"] == "fixed" and 0 <= res["success"] <= 1
     assert (world_run / "plan" / "episodes.gif").is_file() and (world_run / "plan" / "energy.png").is_file()
+    assert -1 <= res["energy_geodesic_spearman"] <= 1
+    assert main(["plan", "--world", str(run), "--agent", "world-energy", "--episodes", "2", "--budget", "8",
+                 "--horizon", "8", "--samples", "16", "--elites", "4", "--iterations", "2", "--gif", "0",
+                 "--out", str(world_run / "plan-e"), "--no-progress"]) == 0
+    assert "true dynamics, world-model energy (l2): success" in capsys.readouterr().out
+    assert main(["plan", "--world", str(run), "--energy", "metric", "--episodes", "2", "--no-progress"]) == 2
+    assert "temporal-distance head" in capsys.readouterr().err
 
 
 def test_plan_baselines_and_errors(world_run, capsys, tmp_path):

@@ -8,7 +8,7 @@ from videojepa.data.trajectories import load_trajectories
 from videojepa.envs.collect import collect
 from videojepa.envs.two_rooms import TwoRoomsConfig
 from videojepa.models.world import WorldModel, WorldModelConfig
-from videojepa.training.world import WorldTrainer, load_world, load_world_config, vc_terms, world_losses
+from videojepa.training.world import WorldTrainer, load_world, load_world_config, metric_loss, vc_terms, world_losses
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,7 @@ def test_vc_terms_see_collapse():
     correlated = torch.randn(256, 1, generator=g).repeat(1, 8)
     assert vc_terms(spread)[0] < 0.05 and vc_terms(collapsed)[0] > 0.9
     assert vc_terms(correlated)[1] > 50 * vc_terms(spread / 2)[1]
+    assert vc_terms(correlated)[1] == pytest.approx(7 * vc_terms(correlated, cov_norm="pairs")[1].item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("encoder", ["conv", "pixels"])
@@ -116,3 +117,71 @@ def test_load_world_rejects_other_checkpoints(tmp_path):
     save_checkpoint({"format": "videojepa-run/1", "step": 1}, tmp_path, 1)
     with pytest.raises(ValueError, match="not a videojepa world-model checkpoint"):
         load_world(tmp_path / "step_00000001.pt")
+
+
+def test_metric_loss_prefers_the_shortest_way():
+    t = torch.arange(9, dtype=torch.float32)
+    exact = torch.stack([t, torch.zeros(9)], -1)[None]  # |phi_i - phi_j| == |i - j| steps
+    assert metric_loss(exact, 0.1).item() < 1e-10
+    over, under = metric_loss(1.5 * exact, 0.1), metric_loss(0.5 * exact, 0.1)
+    assert over.item() == pytest.approx(9 * under.item(), rel=1e-5)  # overestimates cost (1 - q) / q more
+    assert metric_loss(1.5 * exact, 0.5).item() == pytest.approx(metric_loss(0.5 * exact, 0.5).item(), rel=1e-5)
+    # between the same two places the data holds a detour (6 steps) and a direct way (2 steps): a low expectile
+    # lands near the direct one, the mean (expectile 0.5) halfway
+    for q, lo, hi in ((0.1, 2.0, 3.0), (0.5, 3.5, 4.5)):
+        g = torch.Generator().manual_seed(0)
+        p, r = torch.zeros(8, requires_grad=True), torch.randn(8, generator=g).requires_grad_(True)
+        free = (0.1 * torch.randn(2, 5, 8, generator=g)).requires_grad_(True)  # the other frames of both windows
+        opt = torch.optim.Adam([p, r, free], lr=0.02)
+        for _ in range(1500):
+            detour = torch.cat([p[None], free[0], r[None]])[None]  # P at frame 0, Q at frame 6
+            direct = torch.cat([p[None], free[1, :1], r[None], free[1, 1:]])[None]  # P at 0, Q at 2
+            loss = metric_loss(detour, q) + metric_loss(direct, q)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert lo < (p - r).norm().item() < hi, q
+
+
+def test_metric_head_trains_resumes_and_plans(data, tmp_path, one_thread):
+    with pytest.raises(ConfigError, match="loss.metric"):
+        cfg(data, "model.metric_dim=8")
+    with pytest.raises(ConfigError, match="loss.metric"):
+        cfg(data, "loss.metric=1")
+    with pytest.raises(ConfigError, match="metric_expectile"):
+        cfg(data, "model.metric_dim=8", "loss.metric=1", "loss.metric_expectile=1.5")
+    c = cfg(data, "model.metric_dim=8", "loss.metric=1", "model.encoder=conv")
+    m = WorldModel(c.model)
+    ds = load_trajectories(data)
+    b = ds.sample(4, 6, np.random.default_rng(0))
+    z = m.encode(torch.from_numpy(b["frames"]))
+    loss, parts, _ = world_losses(m, z, torch.from_numpy(b["actions"]), torch.from_numpy(b["states"]), c.loss, 64.0)
+    loss.backward()
+    assert parts["loss_metric"] > 0 and m.metric[0].weight.grad.abs().sum() > 0
+    assert m.encoder.fc.weight.grad.abs().sum() > 0
+    # the rollout term trains the predictor so that the head reads imagined latents as the real ones
+    c_ro = cfg(data, "model.metric_dim=8", "loss.metric=1", "model.encoder=conv", "loss.metric_rollout=1",
+               "loss.teacher_forcing=0", "loss.std=0", "loss.cov=0", "loss.time=0", "loss.idm=0")
+    m.zero_grad()
+    z = m.encode(torch.from_numpy(b["frames"]))
+    _, parts_ro, _ = world_losses(m, z, torch.from_numpy(b["actions"]), torch.from_numpy(b["states"]), c_ro.loss, 64.0)
+    assert parts_ro["loss_metric_rollout"] > 0
+    parts_ro["loss_metric_rollout"].backward()
+    assert m.predictor.net[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in m.metric.parameters())  # the head is not bent to fit imagined latents
+    full = WorldTrainer(c, tmp_path / "full", progress=False)
+    full.fit()
+    part = WorldTrainer(c, tmp_path / "part", progress=False)
+    part.fit(until=2)
+    again = WorldTrainer(c, tmp_path / "part", progress=False)
+    again.fit()
+    for (n, x), (_, y) in zip(full.model.state_dict().items(), again.model.state_dict().items()):
+        assert torch.equal(x, y), n
+    model, _, _ = load_world(tmp_path / "full")
+    assert model.parts[-1] == "metric" and torch.equal(model.metric[0].weight, full.model.metric[0].weight)
+    z = model.encode(torch.from_numpy(b["frames"][:, :2]))
+    d = model.distance(z[:, 0], z[:, 1], "metric")
+    assert d.shape == (4,) and (d >= 0).all()
+    assert torch.allclose(model.distance(z[:, 0], z[:, 0], "metric"), torch.zeros(4), atol=1e-5)
+    with pytest.raises(ValueError, match="temporal-distance head"):
+        WorldModel(cfg(data).model).distance(z[:, 0], z[:, 1], "metric")

@@ -111,7 +111,10 @@ def add_parsers(sub) -> None:
                        epilog="example:\n  videojepa plan --world runs/world/conv --episodes 50 --method mppi",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--world", default=None, help="world-model run folder or checkpoint (needed by --agent world)")
-    p.add_argument("--agent", choices=("world", "oracle", "oracle-euclid", "random", "zero"), default="world")
+    p.add_argument("--agent", choices=("world", "world-energy", "oracle", "oracle-euclid", "random", "zero"),
+                   default="world", help="world: plan through the world model; world-energy: the true dynamics with "
+                                         "the world model's energy (is the energy right?); oracle: the true dynamics "
+                                         "with the geodesic (or straight-line) cost; random; zero")
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--layout", choices=("fixed", "random"), default=None, help="default: the training data's")
     p.add_argument("--budget", type=int, default=None, help="steps per episode (default 100)")
@@ -119,7 +122,9 @@ def add_parsers(sub) -> None:
                    help="start and goal in opposite rooms (default: the door must be found) or in the same room "
                         "(a diagnostic that greedy descent solves)")
     p.add_argument("--method", choices=("cem", "mppi"), default="cem")
-    p.add_argument("--energy", choices=("l2", "l1"), default="l2")
+    p.add_argument("--energy", choices=("l2", "l1", "metric"), default="l2",
+                   help="l2 / l1: distance of the imagined latents to the goal's; metric: distance in the world "
+                        "model's temporal-distance head (trained with model.metric_dim>0 loss.metric>0)")
     p.add_argument("--reduce", choices=("sum", "last"), default="sum", help="energy summed over the horizon or last step")
     p.add_argument("--horizon", type=int, default=24, help="actions per plan (default 24)")
     p.add_argument("--samples", type=int, default=100, help="candidate sequences per iteration (default 100)")
@@ -259,7 +264,7 @@ def _run_plan(a) -> int:
     import torch
 
     from ..envs.two_rooms import eval_episodes
-    from ..planning.agent import OracleAgent, RandomAgent, WorldModelAgent, ZeroAgent, run_episodes
+    from ..planning.agent import LearnedEnergyAgent, OracleAgent, RandomAgent, WorldModelAgent, ZeroAgent, run_episodes
     from ..planning.planners import PlannerConfig
 
     try:
@@ -270,9 +275,9 @@ def _run_plan(a) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     meta, model = {}, None
-    if a.agent == "world":
+    if a.agent in ("world", "world-energy"):
         if not a.world:
-            print("error: --agent world needs --world (a world-model run folder or checkpoint)", file=sys.stderr)
+            print(f"error: --agent {a.agent} needs --world (a world-model run folder or checkpoint)", file=sys.stderr)
             return 2
         loaded = _load_world(a.world, a.device)
         if loaded is None:
@@ -283,8 +288,13 @@ def _run_plan(a) -> int:
         env = replace(env, budget=a.budget)
     pcfg = replace(pcfg, max_norm=env.max_step)
     eps = eval_episodes(a.episodes, env, task=a.task)
-    if a.agent == "world":
-        agent = WorldModelAgent(model, pcfg, a.device, state_scale=meta.get("state_scale") or float(env.size))
+    if a.agent.startswith("world"):
+        try:
+            agent = WorldModelAgent(model, pcfg, a.device, state_scale=meta.get("state_scale") or float(env.size)) \
+                if a.agent == "world" else LearnedEnergyAgent(model, pcfg, env, a.device)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     elif a.agent.startswith("oracle"):
         agent = OracleAgent(pcfg, env, "euclid" if a.agent == "oracle-euclid" else "geodesic")
     elif a.agent == "random":
@@ -293,17 +303,26 @@ def _run_plan(a) -> int:
         agent = ZeroAgent()
     with torch.no_grad():
         res = run_episodes(agent, eps, env, pcfg, seed=a.seed, progress=not a.no_progress, record=a.gif > 0)
-    out = Path(a.out) if a.out else (Path(meta["path"]).parent.parent / "plan" if meta else Path("runs/plan") / a.agent)
+    out = Path(a.out) if a.out else (Path(meta["path"]).parent.parent / ("plan" if a.agent == "world" else "plan-energy") if meta else Path("runs/plan") / a.agent)
     out.mkdir(parents=True, exist_ok=True)
     public = {k: v for k, v in res.items() if k not in ("trajectories", "plans")}
     public.update({"planner": pcfg.to_dict(), "layout": env.layout, "task": a.task, "budget": env.budget,
                    "world": meta.get("path")})
+    if model is not None:  # does the energy order places by their true distance to the goal (around the wall)?
+        from ..planning.visualize import energy_geodesic_correlation
+
+        with torch.no_grad():
+            public["energy_geodesic_spearman"] = energy_geodesic_correlation(model, eps, env, n=min(5, a.episodes),
+                                                                             energy=a.energy, device=a.device)
     (out / "results.json").write_text(json.dumps(public, indent=2))
     lo, hi = res["success_ci95"]
     print(f"{res['agent']}: success {res['success']:.0%} (95% CI {lo:.0%}-{hi:.0%}) over {res['episodes']} episodes "
           f"({env.layout} layout, {a.task} rooms, {env.budget} steps); mean final distance {res['final_distance']:.1f} px; "
           f"ever reached {res['ever_reached']:.0%}; {res['seconds_per_episode']:.2f} s per episode, "
           f"{res['seconds_per_replan']:.2f} s per replan (all {res['episodes']} episodes batched)")
+    if "energy_geodesic_spearman" in public:
+        print(f"energy vs true distance to the goal: Spearman {public['energy_geodesic_spearman']:.2f} "
+              f"(first {min(5, a.episodes)} episodes, every free position)")
     if a.gif > 0:
         from ..planning.visualize import episodes_gif, energy_landscape
 

@@ -3,7 +3,9 @@
 ``WorldModel`` = ``encoder`` (frames -> latent vectors ``z``) + ``predictor`` (``(z_t, a_t) -> z_{t+1}``) +
 ``idm`` (inverse dynamics, ``(z_t, z_{t+1}) -> a_t``: one of the anti-collapse terms when the encoder trains) +
 ``probe`` (``z -> state``, trained on detached latents: it reads positions off imagined rollouts and never
-shapes the representation).
+shapes the representation) + optionally ``metric`` (``z -> phi``, ``model.metric_dim > 0``: a head whose Euclidean
+distances are trained to follow the number of steps between two frames of one trajectory, so that a planner can
+read "how far to the goal" from it; see :func:`~videojepa.training.world.metric_loss`).
 
 Encoders (``kind``):
 
@@ -36,7 +38,8 @@ class WorldModelConfig:
     pixels baseline. ``vit_init``: for ``vit``, a checkpoint / weights path, or ``random``; ``vit_name`` and
     ``vit_overrides`` build the random one. ``vit_pool``: the token grid kept per frame (``pool x pool`` tokens).
     ``hidden``: predictor MLP width; ``predictor_depth``: its hidden layers. ``action_dim`` / ``state_dim``:
-    from the data. ``action_scale``: actions are divided by it before the predictor (the env's max step)."""
+    from the data. ``action_scale``: actions are divided by it before the predictor (the env's max step).
+    ``metric_dim``: width of the temporal-distance head (0: none); ``metric_hidden``: its MLP width."""
 
     encoder: str = "conv"
     dim: int = 128
@@ -53,6 +56,8 @@ class WorldModelConfig:
     predictor_heads: int = 4
     idm_hidden: int = 256
     probe_hidden: int = 256
+    metric_dim: int = 0
+    metric_hidden: int = 256
     action_dim: int = 2
     state_dim: int = 2
     action_scale: float = 2.0
@@ -74,6 +79,9 @@ class WorldModelConfig:
             raise ValueError(f"model.action_scale must be > 0, got {self.action_scale}")
         if self.img_size % self.pixel_pool:
             raise ValueError(f"model.pixel_pool {self.pixel_pool} does not divide model.img_size {self.img_size}")
+        if self.metric_dim < 0 or self.metric_hidden < 1:
+            raise ValueError(f"model.metric_dim must be >= 0 and model.metric_hidden >= 1, got {self.metric_dim}, "
+                             f"{self.metric_hidden}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -220,6 +228,7 @@ class WorldModel(nn.Module):
         if not self.encoder.trainable:  # inverse dynamics is an anti-collapse term: nothing to hold up when frozen
             self.idm.requires_grad_(False)
         self.probe = _mlp(d, cfg.probe_hidden, max(cfg.state_dim, 1))
+        self.metric = _mlp(d, cfg.metric_hidden, cfg.metric_dim) if cfg.metric_dim else None
         self.register_buffer("action_scale", torch.tensor(float(cfg.action_scale)), persistent=False)
         self.register_buffer("state_scale", torch.tensor(float(cfg.img_size)), persistent=False)
 
@@ -227,6 +236,11 @@ class WorldModel(nn.Module):
     def uses_states(self) -> bool:
         """The 2-AC predictor reads proprioceptive states (the mlp one does not)."""
         return self.cfg.predictor == "ac"
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The sub-modules a checkpoint holds, one state dict each."""
+        return ("encoder", "predictor", "idm", "probe") + (("metric",) if self.metric is not None else ())
 
     @property
     def encoder_trains(self) -> bool:
@@ -287,3 +301,19 @@ class WorldModel(nn.Module):
 
     def read_state(self, z: torch.Tensor) -> torch.Tensor:
         return self.probe(z)
+
+    def distance(self, z: torch.Tensor, goal: torch.Tensor, kind: str = "l2") -> torch.Tensor:
+        """The planning energy between latents ``z`` ``[..., D]`` and ``goal`` (broadcast): ``l2`` (mean squared
+        difference), ``l1`` (mean absolute difference), or ``metric`` (Euclidean distance of the temporal-distance
+        head's outputs: in steps of the data's policy)."""
+        if kind == "metric":
+            if self.metric is None:
+                raise ValueError("energy 'metric' needs a world model trained with a temporal-distance head "
+                                 "(model.metric_dim > 0 and loss.metric > 0); this one has none")
+            return (self.metric(z) - self.metric(goal)).pow(2).sum(-1).clamp_min(1e-12).sqrt()
+        d = z - goal
+        if kind == "l2":
+            return d.pow(2).mean(-1)
+        if kind == "l1":
+            return d.abs().mean(-1)
+        raise ValueError(f"energy must be 'l2', 'l1' or 'metric', got {kind!r}")

@@ -5,10 +5,12 @@ An agent proposes a plan ``[E, H, A]`` for ``E`` episodes at once; :func:`run_ep
 by the executed steps (``planner.warm_start``) or from zeros. Agents:
 
 - :class:`WorldModelAgent`: CEM / MPPI through a trained :class:`~videojepa.models.world.WorldModel`; it sees only
-  the current frame and the goal frame (energy: distance between the imagined latents and the goal's latent,
-  summed over the horizon or at its last step);
+  the current frame and the goal frame (energy: distance between the imagined latents and the goal's latent, or
+  between their temporal-distance embeddings, summed over the horizon or at its last step);
 - :class:`OracleAgent`: the same planner on the true dynamics, with the geodesic distance around the walls
   (``geodesic``: an upper bound) or the straight-line distance (``euclid``: shows the wall's local minimum);
+- :class:`LearnedEnergyAgent`: the planner on the true dynamics with a world model's *energy* (its encoder and
+  distance, read at every position): separates "is the energy right?" from "are the imagined rollouts right?";
 - :class:`RandomAgent`: the data-collection random walk; :class:`ZeroAgent`: stands still.
 
 Success is judged after the whole budget (no early stop): final distance below the success radius.
@@ -25,7 +27,8 @@ from ..envs.two_rooms import Episodes, TwoRoomsConfig, geodesic_distance, move, 
 from ..rng import numpy_generator, torch_generator
 from .planners import PlannerConfig, clip_norm, plan
 
-__all__ = ["WorldModelAgent", "OracleAgent", "RandomAgent", "ZeroAgent", "run_episodes", "wilson"]
+__all__ = ["WorldModelAgent", "OracleAgent", "LearnedEnergyAgent", "RandomAgent", "ZeroAgent", "run_episodes", "wilson",
+           "energy_field"]
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -43,6 +46,9 @@ class WorldModelAgent:
     name = "world model"
 
     def __init__(self, model, cfg: PlannerConfig, device: str | torch.device = "cpu", state_scale: float = 64.0) -> None:
+        if cfg.energy == "metric" and getattr(model, "metric", None) is None:
+            raise ValueError("planner energy 'metric' needs a world model trained with a temporal-distance head "
+                             "(model.metric_dim > 0 and loss.metric > 0); this one has none")
         self.model = model.eval()
         self.cfg = cfg
         self.device = torch.device(device)
@@ -58,8 +64,7 @@ class WorldModelAgent:
 
     def energy(self, pred: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         """``pred`` ``[E, N, H, D]``, ``goal`` ``[E, D]`` -> ``[E, N]``."""
-        d = pred - goal[:, None, None]
-        per_step = d.pow(2).mean(-1) if self.cfg.energy == "l2" else d.abs().mean(-1)
+        per_step = self.model.distance(pred, goal[:, None, None], self.cfg.energy)
         return per_step.sum(-1) if self.cfg.reduce == "sum" else per_step[..., -1]
 
     @torch.no_grad()
@@ -129,6 +134,43 @@ class OracleAgent:
             states.append(p)
         out["imagined_states"] = np.stack(states, 1)
         return out
+
+
+@torch.no_grad()
+def energy_field(model, goal: np.ndarray, layout: np.ndarray, env_cfg: TwoRoomsConfig, energy: str = "l2",
+                 device: str | torch.device = "cpu", chunk: int = 1024) -> np.ndarray:
+    """``[size, size]`` (rows, cols): the world model's energy of standing at each pixel (the frame of the agent
+    there encoded, its distance to the goal frame's latent under ``energy``); ``inf`` on walls and outside."""
+    from ..envs.two_rooms import _wall_masks
+
+    s = env_cfg.size
+    walls = _wall_masks(np.asarray(layout, np.float64)[None], env_cfg)[0]
+    rows, cols = np.nonzero(~walls)
+    pts = np.stack([cols, rows], 1).astype(np.float64)
+    zg = model.encode(torch.from_numpy(render(goal, layout, env_cfg)).to(device))
+    out = np.full((s, s), np.inf)
+    for i in range(0, len(pts), chunk):
+        p = pts[i:i + chunk]
+        z = model.encode(torch.from_numpy(render(p, np.repeat(np.asarray(layout)[None], len(p), 0), env_cfg)).to(device))
+        out[rows[i:i + chunk], cols[i:i + chunk]] = model.distance(z, zg, energy).float().cpu().numpy()
+    return out
+
+
+class LearnedEnergyAgent(OracleAgent):
+    """The planner on the true dynamics with a world model's energy field (:func:`energy_field`) as the cost."""
+
+    def __init__(self, model, cfg: PlannerConfig, env_cfg: TwoRoomsConfig, device: str | torch.device = "cpu") -> None:
+        if cfg.energy == "metric" and getattr(model, "metric", None) is None:
+            raise ValueError("planner energy 'metric' needs a world model trained with a temporal-distance head "
+                             "(model.metric_dim > 0 and loss.metric > 0); this one has none")
+        super().__init__(cfg, env_cfg, "geodesic")
+        self.model, self.device = model.eval(), device
+        self.name = f"true dynamics, world-model energy ({cfg.energy})"
+
+    def begin(self, episodes: Episodes, env_cfg: TwoRoomsConfig) -> None:
+        self.goal, self.layout = episodes.goal, episodes.layout
+        self.fields = np.stack([energy_field(self.model, g, lay, env_cfg, self.cfg.energy, self.device)
+                                for g, lay in zip(episodes.goal, episodes.layout)])
 
 
 class RandomAgent:

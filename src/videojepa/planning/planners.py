@@ -35,7 +35,7 @@ class PlannerConfig:
     max_norm: float = 2.0
     momentum: float = 0.0
     temperature: float = 0.5
-    energy: str = "l2"  # l2 | l1
+    energy: str = "l2"  # l2 | l1 (on the latents) | metric (the world model's temporal-distance head)
     reduce: str = "sum"  # sum over the horizon | last step
     replan_every: int = 4
     warm_start: bool = True
@@ -43,8 +43,8 @@ class PlannerConfig:
     def __post_init__(self) -> None:
         if self.method not in ("cem", "mppi"):
             raise ValueError(f"planner.method must be 'cem' or 'mppi', got {self.method!r}")
-        if self.energy not in ("l1", "l2"):
-            raise ValueError(f"planner.energy must be 'l1' or 'l2', got {self.energy!r}")
+        if self.energy not in ("l1", "l2", "metric"):
+            raise ValueError(f"planner.energy must be 'l1', 'l2' or 'metric', got {self.energy!r}")
         if self.reduce not in ("sum", "last"):
             raise ValueError(f"planner.reduce must be 'sum' or 'last', got {self.reduce!r}")
         for k in ("horizon", "samples", "elites", "iterations", "replan_every"):

@@ -8,7 +8,7 @@ import torch
 
 from ..envs.two_rooms import Episodes, TwoRoomsConfig, _wall_masks, move, render
 
-__all__ = ["episodes_gif", "energy_landscape", "imagine", "plot_imagination"]
+__all__ = ["episodes_gif", "energy_landscape", "energy_geodesic_correlation", "imagine", "plot_imagination"]
 
 SCALE = 4
 
@@ -59,6 +59,46 @@ def episodes_gif(result: dict, episodes: Episodes, env_cfg: TwoRoomsConfig, path
     return path
 
 
+def _energy_grid(model, goal: np.ndarray, layout: np.ndarray, env_cfg: TwoRoomsConfig, energy: str, device,
+                 stride: int) -> dict:
+    """The energy of standing at each free position of ``layout`` (its frame encoded, distance to the goal frame's
+    latent under ``energy``) and the true geodesic distance there, on a grid of ``stride`` px."""
+    from ..envs.two_rooms import geodesic_distance
+
+    s = env_cfg.size
+    ys, xs = np.mgrid[env_cfg.border:s - env_cfg.border:stride, env_cfg.border:s - env_cfg.border:stride]
+    pts = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+    walls = _wall_masks(layout[None], env_cfg)[0]
+    free = ~walls[pts[:, 1].astype(int), pts[:, 0].astype(int)]
+    z = model.encode(torch.from_numpy(render(pts, np.repeat(layout[None], len(pts), 0), env_cfg)).to(device))
+    zg = model.encode(torch.from_numpy(render(goal, layout, env_cfg)).to(device))
+    e = model.distance(z, zg, energy).cpu().numpy()
+    geo_field = geodesic_distance(goal, layout, env_cfg)
+    geo = geo_field[pts[:, 1].astype(int), pts[:, 0].astype(int)]
+    return {"xs": xs, "ys": ys, "free": free & np.isfinite(geo), "energy": e, "geodesic": geo, "geo_field": geo_field}
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    r = np.empty(len(x))
+    r[np.argsort(x, kind="stable")] = np.arange(len(x))
+    return r
+
+
+@torch.no_grad()
+def energy_geodesic_correlation(model, episodes: Episodes, env_cfg: TwoRoomsConfig, n: int = 5, energy: str = "l2",
+                                device="cpu", stride: int = 2) -> float:
+    """Spearman rank correlation between the energy and the true geodesic distance to the goal over the free
+    positions, averaged over the first ``n`` episodes: 1 when the energy orders every place by how far it really
+    is from the goal (around the wall), near 0 for an energy that is flat away from the goal."""
+    rs = []
+    for i in range(min(n, len(episodes))):
+        g = _energy_grid(model, episodes.goal[i], episodes.layout[i], env_cfg, energy, device, stride)
+        f = g["free"]
+        a, b = _rank(g["energy"][f]), _rank(g["geodesic"][f])
+        rs.append(float(np.corrcoef(a, b)[0, 1]))
+    return float(np.mean(rs))
+
+
 @torch.no_grad()
 def energy_landscape(model, episodes: Episodes, env_cfg: TwoRoomsConfig, path: str | Path, n: int = 3,
                      energy: str = "l2", device="cpu", stride: int = 2) -> Path:
@@ -70,22 +110,13 @@ def energy_landscape(model, episodes: Episodes, env_cfg: TwoRoomsConfig, path: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..envs.two_rooms import geodesic_distance
-
-    s = env_cfg.size
-    ys, xs = np.mgrid[env_cfg.border:s - env_cfg.border:stride, env_cfg.border:s - env_cfg.border:stride]
-    pts = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
     fig, ax = plt.subplots(n, 3, figsize=(10, 3.3 * n), squeeze=False)
     for i in range(n):
         lay = episodes.layout[i]
-        walls = _wall_masks(lay[None], env_cfg)[0]
-        free = ~walls[pts[:, 1].astype(int), pts[:, 0].astype(int)]
-        z = model.encode(torch.from_numpy(render(pts, np.repeat(lay[None], len(pts), 0), env_cfg)).to(device))
-        zg = model.encode(torch.from_numpy(render(episodes.goal[i], lay, env_cfg)).to(device))
-        d = z - zg
-        e = (d.pow(2).mean(-1) if energy == "l2" else d.abs().mean(-1)).cpu().numpy()
-        grid = np.where(free, e, np.nan).reshape(xs.shape)
-        geo = geodesic_distance(episodes.goal[i], lay, env_cfg)
+        g = _energy_grid(model, episodes.goal[i], lay, env_cfg, energy, device, stride)
+        xs, ys = g["xs"], g["ys"]
+        grid = np.where(g["free"], g["energy"], np.nan).reshape(xs.shape)
+        geo = g["geo_field"]
         ax[i, 0].imshow(render(episodes.start[i], lay, env_cfg)[0])
         ax[i, 0].plot(*episodes.goal[i], "o", mfc="none", mec="lime", ms=10)
         ax[i, 0].set_title(f"episode {i}: start, goal (green)")

@@ -11,6 +11,14 @@ and scores the predictor:
 - when the encoder trains (``model.encoder: conv``), eb_jepa's anti-collapse terms on all frames of the window:
   ``std`` (hinge on the per-dimension standard deviation over the batch), ``cov`` (off-diagonal covariance),
   ``time`` (``|z_{t+1} - z_t|^2``, temporal smoothness), ``idm`` (inverse dynamics ``(z_t, z_{t+1}) -> a_t``);
+- the temporal-distance term (weight ``loss.metric``, with ``model.metric_dim > 0``): the metric head's distance
+  between two frames of one window regressed onto the number of steps between them with a low expectile
+  (``loss.metric_expectile``), so that it follows the *shortest* observed way between two places (a random walk's
+  detours are upper bounds): :func:`metric_loss`. It trains the encoder too when the encoder trains. With
+  ``loss.metric_rollout`` (a share of ``loss.metric``), the rollout is also trained so that the head reads the
+  same on imagined latents as on the real ones (squared distance, in window lengths; the head's own weights get no
+  gradient from this term: letting them fit it flattened the head, Spearman 0.88 -> 0.0 in
+  bench/RESULTS_planning.md), so that the energy a planner reads off imagined latents matches the real frames';
 - the state probe (``z -> state``, on detached latents, weight 1): it never shapes the representation.
 
 Frozen encoders (``pixels``, ``vit``) are run once over every frame before the first step (the features are
@@ -41,12 +49,12 @@ from .metrics import MetricsLog
 from .schedules import warmup_cosine
 
 __all__ = ["WorldConfig", "WorldTrainer", "WORLD_FORMAT", "WORLD_COLUMNS", "load_world_config", "load_world", "vc_terms",
-           "world_losses"]
+           "world_losses", "metric_loss"]
 
 WORLD_FORMAT = "videojepa-world/1"
 WORLD_COLUMNS = ["step", "loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm",
-                 "loss_probe", "lr", "grad_norm", "clips_per_s", "elapsed_s", "z_std", "z_erank", "probe_err_px",
-                 "rollout_err_px", "val_rollout", "samples_skipped"]
+                 "loss_probe", "loss_metric", "loss_metric_rollout", "lr", "grad_norm", "clips_per_s", "elapsed_s", "z_std", "z_erank", "probe_err_px",
+                 "rollout_err_px", "val_rollout", "val_metric", "samples_skipped"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,11 @@ class WDataSection:
 
 @dataclass(frozen=True)
 class WLossSection:
-    """Coefficients: eb_jepa's (``std`` 16, ``cov`` 8, ``time`` 12, ``idm`` 1) apply only when the encoder trains."""
+    """Coefficients: eb_jepa's (``std`` 16, ``cov`` 8, ``time`` 12, ``idm`` 1) apply only when the encoder trains.
+    ``cov_norm``: ``dim`` (VICReg: the squared off-diagonal covariances summed over ``D``) or ``pairs`` (eb_jepa's
+    form: their mean over the ``D (D - 1)`` pairs, ``D - 1`` times weaker at the same coefficient). ``dim`` is the
+    default: with ``pairs`` and batches of 32-64 windows the conv encoder encoded the layout and not the agent
+    (held-out position probe 19-20 px after 250-500 steps against 3.7 px with ``dim``; bench/RESULTS_planning.md)."""
 
     distance: str = "mse"
     teacher_forcing: float = 1.0
@@ -82,13 +94,21 @@ class WLossSection:
     time: float = 12.0
     idm: float = 1.0
     std_margin: float = 1.0
+    cov_norm: str = "dim"
+    metric: float = 0.0
+    metric_expectile: float = 0.1
+    metric_rollout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.distance not in ("l1", "mse"):
             raise ConfigError(f"loss.distance must be 'l1' or 'mse', got {self.distance!r}")
         if self.rollout < 0:
             raise ConfigError(f"loss.rollout must be >= 0, got {self.rollout}")
-        for k in ("teacher_forcing", "std", "cov", "time", "idm", "std_margin"):
+        if self.cov_norm not in ("pairs", "dim"):
+            raise ConfigError(f"loss.cov_norm must be 'pairs' or 'dim', got {self.cov_norm!r}")
+        if not 0 < self.metric_expectile < 1:
+            raise ConfigError(f"loss.metric_expectile must be in (0, 1), got {self.metric_expectile}")
+        for k in ("teacher_forcing", "std", "cov", "time", "idm", "std_margin", "metric", "metric_rollout"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"loss.{k} must be >= 0, got {getattr(self, k)}")
         if self.rollout == 0 and self.teacher_forcing == 0:
@@ -140,6 +160,9 @@ class WorldConfig:
     def __post_init__(self) -> None:
         if not self.data.path:
             raise ConfigError("data.path is required: a trajectory folder (videojepa world collect) or a LeRobot folder")
+        if (self.loss.metric > 0) != (self.model.metric_dim > 0):
+            raise ConfigError(f"loss.metric={self.loss.metric} and model.metric_dim={self.model.metric_dim}: the "
+                              "temporal-distance term needs its head and the head needs the term (set both or neither)")
 
     def to_dict(self) -> dict:
         d = _to_dict(self)
@@ -169,14 +192,31 @@ def _dist(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
     return (a - b).abs().mean() if kind == "l1" else (a - b).pow(2).mean()
 
 
-def vc_terms(z: torch.Tensor, margin: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """VICReg's variance hinge ``mean(relu(margin - std_d))`` and covariance ``sum_{i!=j} C_ij^2 / D`` of ``[N, D]``."""
+def vc_terms(z: torch.Tensor, margin: float = 1.0, cov_norm: str = "dim") -> tuple[torch.Tensor, torch.Tensor]:
+    """The variance hinge ``mean(relu(margin - std_d))`` and the covariance penalty of ``[N, D]``: the squared
+    off-diagonal covariances summed and divided by ``D`` (``cov_norm="dim"``, VICReg's form) or averaged over the
+    ``D (D - 1)`` pairs (``"pairs"``, eb_jepa's form: ``D - 1`` times weaker at the same coefficient)."""
     z = z - z.mean(0)
     std = torch.sqrt(z.var(0) + 1e-4)
     n, d = z.shape
     cov = (z.T @ z) / max(n - 1, 1)
     off = cov - torch.diag(torch.diag(cov))
-    return F.relu(margin - std).mean(), off.pow(2).sum() / d
+    return F.relu(margin - std).mean(), off.pow(2).sum() / (d * max(d - 1, 1) if cov_norm == "pairs" else d)
+
+
+def metric_loss(phi: torch.Tensor, expectile: float = 0.1) -> torch.Tensor:
+    """Temporal-distance regression on one window per row: ``phi`` ``[B, T, M]`` (the metric head's outputs for
+    ``T`` consecutive frames). For every pair ``i < j`` the distance ``|phi_i - phi_j|`` is regressed onto ``j - i``
+    (steps) with the asymmetric squared loss of expectile ``expectile``: with a low expectile an overestimate costs
+    ``1 - expectile`` and an underestimate ``expectile``, so across the data the distance settles near the *fewest*
+    steps observed between two places (the policy's detours are upper bounds), the quantity a planner's energy needs.
+    Errors are measured in window lengths (``/ (T - 1)``), so the term's scale does not grow with the window."""
+    b, t, _ = phi.shape
+    i, j = torch.triu_indices(t, t, 1, device=phi.device)
+    dist = (phi[:, i] - phi[:, j]).pow(2).sum(-1).clamp_min(1e-12).sqrt()  # [B, P]
+    u = ((j - i).to(phi.dtype) - dist) / (t - 1)
+    w = torch.where(u < 0, 1.0 - expectile, expectile)
+    return (w * u.pow(2)).mean()
 
 
 def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, states: torch.Tensor | None,
@@ -206,11 +246,21 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
             total = total + parts["loss_rollout"]
     if model.encoder_trains:
         flat = z.reshape(b * t, d)
-        parts["loss_std"], parts["loss_cov"] = vc_terms(flat, loss.std_margin)
+        parts["loss_std"], parts["loss_cov"] = vc_terms(flat, loss.std_margin, loss.cov_norm)
         parts["loss_time"] = (z[:, 1:] - z[:, :-1]).pow(2).sum(-1).mean() / d
         parts["loss_idm"] = F.mse_loss(model.inverse(z[:, :-1], z[:, 1:]) / model.action_scale, actions / model.action_scale)
         total = total + loss.std * parts["loss_std"] + loss.cov * parts["loss_cov"] + loss.time * parts["loss_time"] \
             + loss.idm * parts["loss_idm"]
+    if model.metric is not None and loss.metric > 0:
+        phi = model.metric(z)
+        parts["loss_metric"] = metric_loss(phi, loss.metric_expectile)
+        total = total + loss.metric * parts["loss_metric"]
+        if loss.metric_rollout > 0 and pred is not None:  # the planner reads the head on *imagined* latents
+            frozen = {k: v.detach() for k, v in model.metric.named_parameters()}  # the head is not bent to fit
+            phi_pred = torch.func.functional_call(model.metric, frozen, (pred,))
+            gap = (phi_pred - phi[:, 1:r + 1].detach()).pow(2).sum(-1).mean() / (t - 1) ** 2
+            parts["loss_metric_rollout"] = gap
+            total = total + loss.metric * loss.metric_rollout * gap
     if states is not None and states.shape[-1] > 0:
         parts["loss_probe"] = F.mse_loss(model.read_state(z.detach()), states / state_scale)
         total = total + parts["loss_probe"]
@@ -221,9 +271,10 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
 class WorldTrainer(Engine):
     FORMAT = WORLD_FORMAT
     NAME = "world"
-    PARTS = ("encoder", "predictor", "idm", "probe")  # the WorldModel's sub-modules, one state dict each
+    PARTS = ("encoder", "predictor", "idm", "probe")  # the WorldModel's sub-modules (+ "metric" when it has one)
     METRIC_COLUMNS = WORLD_COLUMNS
-    ACC_KEYS = ("loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm", "loss_probe")
+    ACC_KEYS = ("loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm", "loss_probe",
+                "loss_metric", "loss_metric_rollout")
 
     def __init__(self, cfg: WorldConfig, out_dir: str | Path, *, resume: str | None = "auto", progress: bool = True,
                  device: str | None = None, env: DistEnv | None = None, data: TrajectoryDataset | None = None) -> None:
@@ -253,6 +304,7 @@ class WorldTrainer(Engine):
             torch.manual_seed(derive_seed(t.seed, "world-init"))
             self.model = WorldModel(mc, vit).to(self.device)
         self.train_model = self.model
+        self.PARTS = self.model.parts
         params = [p for p in self.model.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim >= 2]
         no_decay = [p for p in params if p.ndim < 2]
@@ -372,6 +424,8 @@ class WorldTrainer(Engine):
         pred = self.model.rollout(z[:, 0], a[:, :r], s[:, 0])
         err = lambda zz, ss: (self.model.read_state(zz) * self.state_scale - ss).norm(dim=-1).mean().item()  # noqa: E731
         res = {"val_rollout": _dist(pred, z[:, 1:r + 1], self.cfg.loss.distance).item()}
+        if self.model.metric is not None:
+            res["val_metric"] = metric_loss(self.model.metric(z), self.cfg.loss.metric_expectile).item()
         if s.shape[-1] >= 2:
             res["probe_err_px"] = err(z, s)
             res["rollout_err_px"] = err(pred[:, -1], s[:, r])
@@ -414,7 +468,7 @@ def plot_world_metrics(csv_path, png_path, title: str = "") -> Path:
         return xs, ys
 
     fig, ax = plt.subplots(1, 3, figsize=(15, 4))
-    for k in ("loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm", "loss_probe"):
+    for k in WorldTrainer.ACC_KEYS:
         xs, ys = col(k)
         if xs:
             ax[0].plot(xs, ys, label=k)
@@ -472,10 +526,10 @@ def load_world(path: str | Path, device: str | torch.device = "cpu") -> tuple[Wo
 
         vit = VisionTransformer(EncoderConfig.from_dict(sd["vit_config"]))
     model = WorldModel(cfg.model, vit)
-    missing = [p for p in WorldTrainer.PARTS if p not in sd]
+    missing = [part for part in model.parts if part not in sd]
     if missing:
         raise ValueError(f"{p}: checkpoint lacks the part(s) {', '.join(missing)}")
-    model.load_state_dict({f"{part}.{k}": v for part in WorldTrainer.PARTS for k, v in sd[part].items()}, strict=True)
+    model.load_state_dict({f"{part}.{k}": v for part in model.parts for k, v in sd[part].items()}, strict=True)
     meta = {k: sd.get(k) for k in ("step", "data_meta", "state_scale")}
     meta["path"] = str(p)
     return model.to(device).eval(), cfg, meta
