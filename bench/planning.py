@@ -39,8 +39,8 @@ VJ = [sys.executable, "-m", "videojepa"]
 
 WORLDS = {
     "conv": ["model.encoder=conv"],
-    "conv-metric": ["model.encoder=conv", "model.metric_dim=64", "loss.metric=10", "data.window=97",
-                    "data.batch_size=12", "data.val_episodes=32"],
+    "conv-metric": ["model.encoder=conv", "model.metric_dim=64", "loss.metric=10", "loss.metric_rollout=3",
+                    "data.window=97", "data.batch_size=12", "data.val_episodes=32"],
     "pixels": ["model.encoder=pixels"],
     "vit-random": ["model.encoder=vit", "model.vit_init=random"],
     "vit-vjepa": ["model.encoder=vit", "model.vit_init={vjepa}"],

@@ -169,6 +169,7 @@ def test_metric_head_trains_resumes_and_plans(data, tmp_path, one_thread):
     parts_ro["loss_metric_rollout"].backward()
     assert m.predictor.net[0].weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in m.metric.parameters())  # the head is not bent to fit imagined latents
+    assert all(p.grad is None for p in m.encoder.parameters())  # nor the encoder
     full = WorldTrainer(c, tmp_path / "full", progress=False)
     full.fit()
     part = WorldTrainer(c, tmp_path / "part", progress=False)

@@ -16,9 +16,9 @@ and scores the predictor:
   (``loss.metric_expectile``), so that it follows the *shortest* observed way between two places (a random walk's
   detours are upper bounds): :func:`metric_loss`. It trains the encoder too when the encoder trains. With
   ``loss.metric_rollout`` (a share of ``loss.metric``), the rollout is also trained so that the head reads the
-  same on imagined latents as on the real ones (squared distance, in window lengths; the head's own weights get no
-  gradient from this term: letting them fit it flattened the head, Spearman 0.88 -> 0.0 in
-  bench/RESULTS_planning.md), so that the energy a planner reads off imagined latents matches the real frames';
+  same on imagined latents as on the real ones (squared distance, in window lengths; only the predictor gets a
+  gradient from this term: letting the head fit it flattened the head, letting the encoder fit it lost the agent,
+  bench/RESULTS_planning.md), so that the energy a planner reads off imagined latents matches the real frames;
 - the state probe (``z -> state``, on detached latents, weight 1): it never shapes the representation.
 
 Frozen encoders (``pixels``, ``vit``) are run once over every frame before the first step (the features are
@@ -256,8 +256,11 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
         parts["loss_metric"] = metric_loss(phi, loss.metric_expectile)
         total = total + loss.metric * parts["loss_metric"]
         if loss.metric_rollout > 0 and pred is not None:  # the planner reads the head on *imagined* latents
-            frozen = {k: v.detach() for k, v in model.metric.named_parameters()}  # the head is not bent to fit
-            phi_pred = torch.func.functional_call(model.metric, frozen, (pred,))
+            # only the predictor answers for this term: the head fitting it flattened the head, the encoder fitting
+            # it stopped encoding the agent (bench/RESULTS_planning.md)
+            frozen = {k: v.detach() for k, v in model.metric.named_parameters()}
+            imagined = model.rollout(z[:, 0].detach(), actions[:, :r])
+            phi_pred = torch.func.functional_call(model.metric, frozen, (imagined,))
             gap = (phi_pred - phi[:, 1:r + 1].detach()).pow(2).sum(-1).mean() / (t - 1) ** 2
             parts["loss_metric_rollout"] = gap
             total = total + loss.metric * loss.metric_rollout * gap
