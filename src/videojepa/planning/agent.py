@@ -28,7 +28,7 @@ from ..rng import numpy_generator, torch_generator
 from .planners import PlannerConfig, clip_norm, plan
 
 __all__ = ["WorldModelAgent", "OracleAgent", "LearnedEnergyAgent", "RandomAgent", "ZeroAgent", "run_episodes", "wilson",
-           "energy_field"]
+           "energy_field", "require_energy"]
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -46,9 +46,7 @@ class WorldModelAgent:
     name = "world model"
 
     def __init__(self, model, cfg: PlannerConfig, device: str | torch.device = "cpu", state_scale: float = 64.0) -> None:
-        if cfg.energy == "metric" and getattr(model, "metric", None) is None:
-            raise ValueError("planner energy 'metric' needs a world model trained with a temporal-distance head "
-                             "(model.metric_dim > 0 and loss.metric > 0); this one has none")
+        require_energy(model, cfg.energy)
         self.model = model.eval()
         self.cfg = cfg
         self.device = torch.device(device)
@@ -136,16 +134,26 @@ class OracleAgent:
         return out
 
 
+def require_energy(model, energy: str) -> None:
+    """Refuse the ``metric`` energy for a world model without a temporal-distance head, before any planning."""
+    if energy == "metric" and getattr(model, "metric", None) is None:
+        raise ValueError("planner energy 'metric' needs a world model trained with a temporal-distance head "
+                         "(model.metric_dim > 0 and loss.metric > 0); this one has none")
+
+
 @torch.no_grad()
 def energy_field(model, goal: np.ndarray, layout: np.ndarray, env_cfg: TwoRoomsConfig, energy: str = "l2",
-                 device: str | torch.device = "cpu", chunk: int = 1024) -> np.ndarray:
-    """``[size, size]`` (rows, cols): the world model's energy of standing at each pixel (the frame of the agent
-    there encoded, its distance to the goal frame's latent under ``energy``); ``inf`` on walls and outside."""
+                 device: str | torch.device = "cpu", stride: int = 1, chunk: int = 1024) -> np.ndarray:
+    """``[size, size]`` (rows, cols): the world model's energy of standing at each free pixel of a ``stride``-px
+    grid from the border (the frame of the agent there encoded, its distance to the goal frame's latent under
+    ``energy``); ``inf`` on walls, outside and between grid points."""
     from ..envs.two_rooms import _wall_masks
 
-    s = env_cfg.size
+    s, b = env_cfg.size, env_cfg.border
     walls = _wall_masks(np.asarray(layout, np.float64)[None], env_cfg)[0]
-    rows, cols = np.nonzero(~walls)
+    on_grid = np.zeros((s, s), bool)
+    on_grid[b:s - b:stride, b:s - b:stride] = True
+    rows, cols = np.nonzero(on_grid & ~walls)
     pts = np.stack([cols, rows], 1).astype(np.float64)
     zg = model.encode(torch.from_numpy(render(goal, layout, env_cfg)).to(device))
     out = np.full((s, s), np.inf)
@@ -160,9 +168,7 @@ class LearnedEnergyAgent(OracleAgent):
     """The planner on the true dynamics with a world model's energy field (:func:`energy_field`) as the cost."""
 
     def __init__(self, model, cfg: PlannerConfig, env_cfg: TwoRoomsConfig, device: str | torch.device = "cpu") -> None:
-        if cfg.energy == "metric" and getattr(model, "metric", None) is None:
-            raise ValueError("planner energy 'metric' needs a world model trained with a temporal-distance head "
-                             "(model.metric_dim > 0 and loss.metric > 0); this one has none")
+        require_energy(model, cfg.energy)
         super().__init__(cfg, env_cfg, "geodesic")
         self.model, self.device = model.eval(), device
         self.name = f"true dynamics, world-model energy ({cfg.energy})"

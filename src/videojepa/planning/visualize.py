@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..envs.two_rooms import Episodes, TwoRoomsConfig, _wall_masks, move, render
+from ..envs.two_rooms import Episodes, TwoRoomsConfig, move, render
 
 __all__ = ["episodes_gif", "energy_landscape", "energy_geodesic_correlation", "imagine", "plot_imagination"]
 
@@ -61,21 +61,17 @@ def episodes_gif(result: dict, episodes: Episodes, env_cfg: TwoRoomsConfig, path
 
 def _energy_grid(model, goal: np.ndarray, layout: np.ndarray, env_cfg: TwoRoomsConfig, energy: str, device,
                  stride: int) -> dict:
-    """The energy of standing at each free position of ``layout`` (its frame encoded, distance to the goal frame's
-    latent under ``energy``) and the true geodesic distance there, on a grid of ``stride`` px."""
+    """:func:`~videojepa.planning.agent.energy_field` on a ``stride``-px grid and the true geodesic distance there."""
     from ..envs.two_rooms import geodesic_distance
+    from .agent import energy_field
 
-    s = env_cfg.size
-    ys, xs = np.mgrid[env_cfg.border:s - env_cfg.border:stride, env_cfg.border:s - env_cfg.border:stride]
-    pts = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
-    walls = _wall_masks(layout[None], env_cfg)[0]
-    free = ~walls[pts[:, 1].astype(int), pts[:, 0].astype(int)]
-    z = model.encode(torch.from_numpy(render(pts, np.repeat(layout[None], len(pts), 0), env_cfg)).to(device))
-    zg = model.encode(torch.from_numpy(render(goal, layout, env_cfg)).to(device))
-    e = model.distance(z, zg, energy).cpu().numpy()
+    s, b = env_cfg.size, env_cfg.border
+    field = energy_field(model, goal, layout, env_cfg, energy, device, stride=stride)[b:s - b:stride, b:s - b:stride]
     geo_field = geodesic_distance(goal, layout, env_cfg)
-    geo = geo_field[pts[:, 1].astype(int), pts[:, 0].astype(int)]
-    return {"xs": xs, "ys": ys, "free": free & np.isfinite(geo), "energy": e, "geodesic": geo, "geo_field": geo_field}
+    geo = geo_field[b:s - b:stride, b:s - b:stride]
+    xs, ys = np.meshgrid(np.arange(b, s - b, stride), np.arange(b, s - b, stride))
+    return {"xs": xs, "ys": ys, "free": (np.isfinite(field) & np.isfinite(geo)).ravel(), "energy": field.ravel(),
+            "geodesic": geo.ravel(), "geo_field": geo_field}
 
 
 def _rank(x: np.ndarray) -> np.ndarray:
