@@ -7,12 +7,13 @@
 Stages, each cached (a stage whose output exists is not run again; delete its folder to redo it):
 
 1. ``videojepa world collect``: exploratory trajectories, random layouts (wall and door drawn per episode): 3000
-   episodes of 33 frames, and 1200 of 97 frames for the temporal-distance head (it learns distances up to the
-   window's length).
+   episodes of 33 frames, and 1200 (seed 0) and 4000 (seed 1) of 97 frames for the temporal-distance head (it
+   learns distances up to the window's length).
 2. V-JEPA pretraining on the environment's own videos (``world export-videos``, then ``videojepa pretrain`` with
    the ``cpu_demo`` recipe on them).
 3. ``videojepa world train`` for each encoder: ``conv`` (trained jointly, eb_jepa's anti-collapse terms),
-   ``conv-metric`` (the same with a temporal-distance head, planned with ``--energy metric``),
+   ``conv-metric`` (the same with a temporal-distance head, planned with ``--energy metric``), ``conv-metric-4k``
+   (the same on 4000 long episodes for 3000 steps, with the null-action term),
    ``pixels`` (pooled, frozen), ``vit-random`` (frozen random ViT), ``vit-vjepa`` (frozen V-JEPA-pretrained ViT),
    and ``vit-vjepa-ac`` (the same features with V-JEPA 2-AC's block-causal transformer predictor).
 4. ``videojepa plan`` on 50 fixed evaluation episodes, on the random-layout task and on the fixed layout, and on
@@ -41,6 +42,8 @@ WORLDS = {
     "conv": ["model.encoder=conv"],
     "conv-metric": ["model.encoder=conv", "model.metric_dim=64", "loss.metric=10", "loss.metric_rollout=3",
                     "data.window=97", "data.batch_size=12", "data.val_episodes=32"],
+    "conv-metric-4k": ["model.encoder=conv", "model.metric_dim=64", "loss.metric=10", "loss.metric_rollout=3",
+                       "loss.stay=1", "data.window=97", "data.batch_size=12", "data.val_episodes=32"],
     "pixels": ["model.encoder=pixels"],
     "vit-random": ["model.encoder=vit", "model.vit_init=random"],
     "vit-vjepa": ["model.encoder=vit", "model.vit_init={vjepa}"],
@@ -48,10 +51,12 @@ WORLDS = {
                      "model.predictor_depth=4", "model.predictor_heads=4", "loss.distance=l1", "loss.rollout=2",
                      "data.window=8"],
 }
-LONG = {"conv-metric"}
-ENERGY_CHECK = {"conv", "conv-metric"}  # world models whose energy is also planned with on the true dynamics  # world models trained on the long episodes
-PLAN_ARGS = {"conv-metric": ["--energy", "metric"]}  # world models planned with another energy than the default
-STEPS = {"conv": 3000, "conv-metric": 1000, "pixels": 1000, "vit-random": 3000, "vit-vjepa": 3000, "vit-vjepa-ac": 600}
+# world models trained on 97-frame episodes: their data folder, episodes and collection seed
+LONG = {"conv-metric": ("data-long", 1200, 0), "conv-metric-4k": ("data-long4k", 4000, 1)}
+ENERGY_CHECK = {"conv", "conv-metric", "conv-metric-4k"}  # world models whose energy is also planned with on the true dynamics
+PLAN_ARGS = {"conv-metric": ["--energy", "metric"], "conv-metric-4k": ["--energy", "metric"]}  # not the default energy
+STEPS = {"conv": 3000, "conv-metric": 1000, "conv-metric-4k": 3000, "pixels": 1000, "vit-random": 3000,
+         "vit-vjepa": 3000, "vit-vjepa-ac": 600}
 FROZEN_LIMIT = 1000  # episodes whose frames a frozen ViT encodes (the cache of features), to bound the encoding time
 
 
@@ -66,12 +71,12 @@ def run(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - t
 
 
-def stage_data(a, name: str = "data", episodes: int | None = None, length: int = 33) -> Path:
+def stage_data(a, name: str = "data", episodes: int | None = None, length: int = 33, seed: int = 0) -> Path:
     data = ROOT / name
     episodes = episodes or a.data_episodes
     if not (data / "index.json").exists() or json.loads((data / "index.json").read_text())["meta"]["episodes"] != episodes:
         run(VJ + ["world", "collect", "--out", str(data), "--episodes", str(episodes), "--length", str(length),
-                  "--layout", "random", "--no-progress"], ROOT / f"collect-{name}.log")
+                  "--layout", "random", "--seed", str(seed), "--no-progress"], ROOT / f"collect-{name}.log")
     return data
 
 
@@ -130,9 +135,9 @@ def main() -> int:
     if not a.report_only:
         data = stage_data(a)
         vjepa = stage_pretrain(a, data) if any("vjepa" in w for w in a.worlds) else None
-        long = stage_data(a, "data-long", 1200, 97) if LONG & set(a.worlds) else None
         for w in a.worlds:
-            stage_world(a, w, long if w in LONG else data, vjepa)
+            name, n, seed = LONG.get(w, (None, 0, 0))
+            stage_world(a, w, stage_data(a, name, n, 97, seed) if name else data, vjepa)
         if a.train_only:
             return 0
         for layout in ("random", "fixed"):
@@ -199,14 +204,19 @@ def report(a) -> str:
             mins = f"{(d['seconds'] + d.get('encode_seconds', 0.0)) / 60:.1f}"
         lines.append(f"| world model: {w} | {mins} | {_fmt(_row(w + '-random'))} | {_fmt(_row(w + '-fixed'))} "
                      f"| {_fmt(_row(w + '-same'))} |")
-    lines += ["", "Energy shape: Spearman rank correlation between each world model's planning energy at every free "
-              "position and the true distance to the goal around the wall (first 5 random-layout episodes; 1 = the "
-              "energy orders every place correctly, 0 = flat away from the goal):", "",
-              "| world model | energy | Spearman |", "|---|---|---:|"]
+    lines += ["", "Energy shape (first 5 random-layout episodes, every free position): Spearman rank correlation between "
+              "each world model's planning energy and the true distance to the goal around the wall (1 = every place "
+              "ordered correctly, 0 = flat away from the goal), and the share of positions from which steepest descent "
+              "of the energy ends at the goal, in the other room and in the goal's room (1 for the true distance; "
+              "a minimum against the wall lowers the first):", "",
+              "| world model | energy | Spearman | descent reaches the goal: other room | goal's room |",
+              "|---|---|---:|---:|---:|"]
     for w in a.worlds:
         r = _row(w + "-random")
         if r is not None and r.get("energy_geodesic_spearman") is not None:
-            lines.append(f"| {w} | {r['planner']['energy']} | {r['energy_geodesic_spearman']:.2f} |")
+            desc = (f"{100 * r['energy_descent_opposite']:.0f}% | {100 * r['energy_descent_same']:.0f}%"
+                    if r.get("energy_descent_opposite") is not None else "- | -")
+            lines.append(f"| {w} | {r['planner']['energy']} | {r['energy_geodesic_spearman']:.2f} | {desc} |")
     lines += ["", "Is the energy right? The same planner on the true dynamics with the world model's energy (its encoder "
               "and distance read at every position), random layouts:", "",
               "| world model | energy | opposite rooms: success (95% CI) | final dist. (px) | s / episode "

@@ -15,6 +15,12 @@ first (baseline) variant of the same preset. Peak memory: on CUDA ``max_memory_a
 the growth of the peak resident set over three steps (activations, gradients and the AdamW state),
 measured in a fresh subprocess per row after the model and the batch were built.
 
+FLOPs: one step of each row is run under ``torch.utils.flop_counter.FlopCounterMode`` (matrix products,
+convolutions and attention, forward and backward, the target encoder's forward included: every FLOP the step
+performs, not the 6N rule of thumb); ``TFLOP/s`` is that count times the measured steps per second. On CUDA the
+table adds MFU, the achieved TFLOP/s over the card's dense bf16 peak (``PEAK_BF16_TFLOPS``, matched on the
+name ``torch.cuda.get_device_name()`` reports, printed in the header; ``--peak-tflops`` for another card).
+
     python bench/train_step.py                      # CPU presets, float32 vs bf16, checkpointing
     python bench/train_step.py --device cuda        # adds ViT-L/16 at 16x224^2 (bf16)
 """
@@ -46,6 +52,45 @@ GPU_PRESETS = {
                            "predictor.embed_dim=384", "predictor.depth=12", "predictor.num_heads=12",
                            "model.activation_checkpointing=true", "predictor.activation_checkpointing=true"],
 }
+
+
+# dense (no sparsity) bf16 tensor-core peaks from the vendors' data sheets, TFLOP/s; first match on the device name
+PEAK_BF16_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H200", 989.0), ("H100", 989.0), ("GH200", 989.0),
+                    ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.0), ("A10G", 70.0), ("L4", 121.0)]
+
+
+def peak_tflops(name: str) -> float | None:
+    return next((v for k, v in PEAK_BF16_TFLOPS if k in name), None)
+
+
+def _cpu_sdpa_formulas() -> dict:
+    """FlopCounterMode counts the CUDA attention kernels; on CPU, SDPA runs ``..._flash_attention_for_cpu``,
+    which it does not know: count it with the same formulas (2 products forward, 5 backward)."""
+    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
+
+    aten = torch.ops.aten
+
+    def fwd(q, k, v, *args, **kwargs):
+        return sdpa_flop_count(q, k, v)
+
+    def bwd(grad_out, q, k, v, *args, **kwargs):
+        return sdpa_backward_flop_count(grad_out, q, k, v)
+
+    ops = {}
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        ops[aten._scaled_dot_product_flash_attention_for_cpu] = fwd
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
+        ops[aten._scaled_dot_product_flash_attention_for_cpu_backward] = bwd
+    return ops
+
+
+def step_flops(step) -> float:
+    """FLOPs of one call of ``step`` (forward, backward; optimiser and EMA are element-wise and not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False, custom_mapping=_cpu_sdpa_formulas()) as fc:
+        step()
+    return float(fc.get_total_flops())
 
 
 def variants(device: str):
@@ -166,6 +211,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="rounds of timing (median reported)")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per round and row")
     ap.add_argument("--no-memory", action="store_true", help="skip the CPU memory subprocesses")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="the card's dense bf16 peak (default: looked up "
+                                                                   "from the device name)")
     ap.add_argument("--presets", default=None, help="comma-separated subset of preset labels (substring match)")
     ap.add_argument("--variants", default=None, help="comma-separated subset of variants (substring match), e.g. "
                                                     "'float32,fine-tune'")
@@ -174,10 +221,13 @@ def main() -> None:
     if a.presets:
         presets = {k: v for k, v in presets.items() if any(s in k for s in a.presets.split(","))}
     batch = a.batch or (16 if a.device == "cpu" else 24)
-    print(f"# torch {torch.__version__}, device {a.device}, threads {torch.get_num_threads()}, batch {batch}, "
-          f"{a.repeats} rounds x {a.steps} steps, median")
-    print(f"| preset | variant | clips/s | ratio | peak memory (MiB) |")
-    print(f"|---|---|---:|---:|---:|")
+    card = torch.cuda.get_device_name() if a.device.startswith("cuda") else None
+    peak = a.peak_tflops or (peak_tflops(card) if card else None)
+    print(f"# torch {torch.__version__}, device {a.device}" + (f" ({card}, dense bf16 peak "
+          f"{'unknown' if peak is None else f'{peak:.0f} TFLOP/s'})" if card else "") +
+          f", threads {torch.get_num_threads()}, batch {batch}, {a.repeats} rounds x {a.steps} steps, median")
+    print(f"| preset | variant | clips/s | ratio | TFLOP/s | MFU | peak memory (MiB) |")
+    print(f"|---|---|---:|---:|---:|---:|---:|")
     for label, over in presets.items():
         chosen = {n: v for n, v in variants(a.device).items()
                   if not a.variants or any(x == n or (x != "float32" and x in n) for x in a.variants.split(","))}
@@ -195,6 +245,8 @@ def main() -> None:
         for n, s in rows.items():
             cps = statistics.median(times[n])
             base = base or cps
+            tflops = step_flops(s) * cps / batch / 1e12
+            mfu = f"{100 * tflops / peak:.1f}%" if peak else "-"
             if a.device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
                 s()
@@ -204,7 +256,7 @@ def main() -> None:
             else:
                 dt, extra = chosen[n]
                 mem = measure_memory_subprocess(over + extra, dt, a.device, batch)
-            print(f"| {label} | {n} | {cps:.1f} | {cps / base:.2f} | {mem:.0f} |", flush=True)
+            print(f"| {label} | {n} | {cps:.1f} | {cps / base:.2f} | {tflops:.3g} | {mfu} | {mem:.0f} |", flush=True)
         del rows
 
 

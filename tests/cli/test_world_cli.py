@@ -32,6 +32,8 @@ def test_collect_train_imagine_plan(world_run, capsys):
     assert res["episodes"] == 2 and res["layout"] == "fixed" and 0 <= res["success"] <= 1
     assert (world_run / "plan" / "episodes.gif").is_file() and (world_run / "plan" / "energy.png").is_file()
     assert -1 <= res["energy_geodesic_spearman"] <= 1
+    assert 0 <= res["energy_descent_opposite"] <= 1 and 0 <= res["energy_descent_same"] <= 1
+    assert "steepest descent of the energy ends at the goal" in out
     assert main(["plan", "--world", str(run), "--agent", "world-energy", "--episodes", "2", "--budget", "8",
                  "--horizon", "8", "--samples", "16", "--elites", "4", "--iterations", "2", "--gif", "0",
                  "--out", str(world_run / "plan-e"), "--no-progress"]) == 0

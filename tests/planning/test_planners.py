@@ -122,6 +122,33 @@ def test_energy_geodesic_correlation_orders_a_good_energy_above_a_scrambled_one(
     assert abs(scrambled) < 0.25
 
 
+def test_descent_reaches_the_goal_only_from_its_basin():
+    from videojepa.planning.visualize import descent_reaches
+
+    x = np.arange(10, dtype=float)
+    geo = np.tile(np.abs(x - 1.0), (3, 1))  # a corridor, goal at column 1
+    assert descent_reaches(geo, geo, 0.5).all()  # the true distance leads everywhere to the goal
+    bumpy = geo.copy()
+    bumpy[:, 6] = 0.5  # a false minimum at column 6 captures columns 5..9
+    ok = descent_reaches(bumpy, geo, 0.5)
+    assert ok[:, :5].all() and not ok[:, 5:].any()
+    walled = geo.copy()
+    walled[:, 3] = np.inf  # a wall: nothing beyond it reaches the goal, whatever the energy says
+    ok = descent_reaches(walled, np.where(np.isinf(walled), np.inf, geo), 0.5)
+    assert ok[:, :3].all() and not ok[:, 3:].any()
+
+
+def test_energy_diagnostics_see_the_straight_line_minimum_against_the_wall():
+    from videojepa.planning.visualize import energy_diagnostics
+
+    env = TwoRoomsConfig(layout="random")
+    eps = eval_episodes(3, env)
+    d = energy_diagnostics(_PositionModel(), eps, env, n=3, stride=2)
+    assert d["descent_same"] == 1.0  # a room is convex: the straight line leads to the goal
+    assert 0.0 < d["descent_opposite"] < 0.8  # across the wall it ends against it unless aligned with the door
+    assert energy_diagnostics(_PositionModel(scramble=True), eps, env, n=3, stride=2)["descent_same"] < 0.2
+
+
 def test_metric_energy_needs_a_metric_head():
     from videojepa.planning.agent import WorldModelAgent
 

@@ -186,3 +186,31 @@ def test_metric_head_trains_resumes_and_plans(data, tmp_path, one_thread):
     assert torch.allclose(model.distance(z[:, 0], z[:, 0], "metric"), torch.zeros(4), atol=1e-5)
     with pytest.raises(ValueError, match="temporal-distance head"):
         WorldModel(cfg(data).model).distance(z[:, 0], z[:, 1], "metric")
+
+
+def test_stay_term_trains_only_the_predictor_to_stand_still(data):
+    with pytest.raises(ConfigError, match="loss.stay"):
+        cfg(data, "loss.stay=-1")
+    with pytest.raises(ConfigError, match="'ac' predictor"):
+        cfg(data, "loss.stay=1", "model.predictor=ac", "model.encoder=pixels")
+    c = cfg(data, "model.encoder=conv", "loss.stay=1", "loss.std=0",
+            "loss.cov=0", "loss.time=0", "loss.idm=0")
+    m = WorldModel(c.model)
+    ds = load_trajectories(data)
+    b = ds.sample(4, 6, np.random.default_rng(0))
+    frames, actions = torch.from_numpy(b["frames"]), torch.from_numpy(b["actions"])
+    z = m.encode(frames)
+    _, parts, _ = world_losses(m, z, actions, None, c.loss, 64.0)
+    parts["loss_stay"].backward()
+    assert m.predictor.net[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in m.encoder.parameters())  # the encoder is not bent to fit it
+    # a few steps of it alone: the predictor learns that a zero action leaves the latent where it is
+    opt = torch.optim.Adam(m.predictor.parameters(), lr=1e-2)
+    first = None
+    for _ in range(30):
+        opt.zero_grad()
+        _, parts, _ = world_losses(m, z.detach(), actions, None, c.loss, 64.0)
+        parts["loss_stay"].backward()
+        opt.step()
+        first = parts["loss_stay"].item() if first is None else first
+    assert parts["loss_stay"].item() < 0.2 * first

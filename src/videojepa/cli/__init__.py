@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from .. import __version__
+from .common import add_run_args
 
 
 def _add_pretrain(sub) -> None:
@@ -19,12 +20,9 @@ def _add_pretrain(sub) -> None:
                    "official V-JEPA / V-JEPA 2 pretrain YAMLs are accepted (default: cpu_demo)")
     p.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
     p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
-    p.add_argument("--resume", default="auto", help="'auto' (newest checkpoint in --out, if any), 'none', or a path")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: train.device)")
+    add_run_args(p, "train.device")
     p.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp",
                    help="under torchrun: DDP (replicated model) or FSDP2 (sharded, bf16 on CUDA; sharded checkpoints)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--list-configs", action="store_true", help="list the shipped presets and exit")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides with dotted keys, e.g. data.batch_size=8")
     p.set_defaults(func=_run_pretrain)

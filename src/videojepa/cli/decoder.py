@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .common import add_run_args
+
 __all__ = ["add_parsers"]
 
 
@@ -36,10 +38,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--out", default=None, help="run directory (default: RUN/decoder or RUN/decoder-random)")
     t.add_argument("--steps", type=int, default=None, help="training steps (default 400)")
     t.add_argument("--batch-size", type=int, default=None, help="clips per step (default 16)")
-    t.add_argument("--resume", default="auto", help="'auto' (newest checkpoint in --out, if any), 'none', or a path")
-    t.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_run_args(t)
     t.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides: model.hidden, model.depth, optim.lr, optim.loss=l1, train.seed, ...")
     t.set_defaults(func=_run_train)

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from .common import add_run_args
+
 __all__ = ["add_parsers"]
 
 EPILOG = """examples:
@@ -64,10 +66,7 @@ def add_parsers(sub) -> None:
     r.add_argument("--config", default=None, help="a YAML of finetune settings (sections model, head, data, optim, "
                                                   "aug, train; `base:` works)")
     r.add_argument("--out", default="runs/finetune", help="run folder (default runs/finetune)")
-    r.add_argument("--resume", default="auto", help="'auto' (newest checkpoint in --out), 'none', or a path")
-    r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_run_args(r, "cuda when available")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides with dotted keys, e.g. optim.warmup_steps=20 aug.mixup=0.8 head.dropout=0.5")
     p.set_defaults(func=_run)

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from .common import add_run_args
+
 __all__ = ["add_parsers"]
 
 EPILOG = """examples:
@@ -83,10 +85,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--out", default=None, help="run directory (default runs/world/<encoder>)")
     t.add_argument("--config", default=None, help="YAML file with any of the sections data/model/loss/optim/train")
     t.add_argument("--steps", type=int, default=None, help="override train.steps")
-    t.add_argument("--resume", default="auto", help="'auto' (default), 'none', or a checkpoint path")
-    t.add_argument("--device", default=None)
-    t.add_argument("--no-progress", action="store_true")
-    t.add_argument("--print-config", action="store_true")
+    add_run_args(t, "train.device")
     t.add_argument("overrides", nargs="*", metavar="key=value")
     t.set_defaults(func=_run_train)
 
@@ -309,11 +308,12 @@ def _run_plan(a) -> int:
     public.update({"planner": pcfg.to_dict(), "layout": env.layout, "task": a.task, "budget": env.budget,
                    "world": meta.get("path")})
     if model is not None:  # does the energy order places by their true distance to the goal (around the wall)?
-        from ..planning.visualize import energy_geodesic_correlation
+        from ..planning.visualize import energy_diagnostics
 
         with torch.no_grad():
-            public["energy_geodesic_spearman"] = energy_geodesic_correlation(model, eps, env, n=min(5, a.episodes),
-                                                                             energy=a.energy, device=a.device)
+            diag = energy_diagnostics(model, eps, env, n=min(5, a.episodes), energy=a.energy, device=a.device)
+        public["energy_geodesic_spearman"] = diag["spearman"]
+        public["energy_descent_opposite"], public["energy_descent_same"] = diag["descent_opposite"], diag["descent_same"]
     (out / "results.json").write_text(json.dumps(public, indent=2))
     lo, hi = res["success_ci95"]
     print(f"{res['agent']}: success {res['success']:.0%} (95% CI {lo:.0%}-{hi:.0%}) over {res['episodes']} episodes "
@@ -321,8 +321,10 @@ def _run_plan(a) -> int:
           f"ever reached {res['ever_reached']:.0%}; {res['seconds_per_episode']:.2f} s per episode, "
           f"{res['seconds_per_replan']:.2f} s per replan (all {res['episodes']} episodes batched)")
     if "energy_geodesic_spearman" in public:
-        print(f"energy vs true distance to the goal: Spearman {public['energy_geodesic_spearman']:.2f} "
-              f"(first {min(5, a.episodes)} episodes, every free position)")
+        print(f"energy vs true distance to the goal: Spearman {public['energy_geodesic_spearman']:.2f}; steepest "
+              f"descent of the energy ends at the goal from {public['energy_descent_opposite']:.0%} of the positions in "
+              f"the other room, {public['energy_descent_same']:.0%} in the goal's room (first {min(5, a.episodes)} "
+              "episodes, every free position)")
     if a.gif > 0:
         from ..planning.visualize import episodes_gif, energy_landscape
 

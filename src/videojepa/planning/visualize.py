@@ -8,7 +8,8 @@ import torch
 
 from ..envs.two_rooms import Episodes, TwoRoomsConfig, move, render
 
-__all__ = ["episodes_gif", "energy_landscape", "energy_geodesic_correlation", "imagine", "plot_imagination"]
+__all__ = ["episodes_gif", "energy_landscape", "energy_geodesic_correlation", "energy_diagnostics", "descent_reaches",
+           "imagine", "plot_imagination"]
 
 SCALE = 4
 
@@ -81,18 +82,62 @@ def _rank(x: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def energy_geodesic_correlation(model, episodes: Episodes, env_cfg: TwoRoomsConfig, n: int = 5, energy: str = "l2",
-                                device="cpu", stride: int = 2) -> float:
-    """Spearman rank correlation between the energy and the true geodesic distance to the goal over the free
-    positions, averaged over the first ``n`` episodes: 1 when the energy orders every place by how far it really
-    is from the goal (around the wall), near 0 for an energy that is flat away from the goal."""
-    rs = []
+def descent_reaches(energy: np.ndarray, geodesic: np.ndarray, radius: float) -> np.ndarray:
+    """Steepest descent of an energy on a grid: ``energy`` and ``geodesic`` ``[H, W]`` (``inf`` where the agent cannot
+    stand). From every free cell, step to the lowest of its 8 free neighbours while that is lower than the cell, until
+    a local minimum; returns ``[H, W]`` bool, True where that minimum lies within ``radius`` of the goal (its geodesic
+    distance). The share of True cells is the share of places from which a greedy planner with a long enough
+    horizon and perfect dynamics ends at the goal: 1 for the geodesic itself, lower for any energy with a minimum
+    against the wall. Grid neighbours must not straddle a wall (a grid of stride <= 3 px on a 3-px wall)."""
+    h, w = energy.shape
+    free = np.isfinite(energy) & np.isfinite(geodesic)
+    e = np.where(free, energy, np.inf)
+    idx = np.arange(h * w).reshape(h, w)
+    best_e, best_i = e.copy(), idx.copy()
+    pad_e = np.pad(e, 1, constant_values=np.inf)
+    pad_i = np.pad(idx, 1, constant_values=-1)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy == 0 and dx == 0:
+                continue
+            ne = pad_e[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+            ni = pad_i[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+            lower = ne < best_e
+            best_e = np.where(lower, ne, best_e)
+            best_i = np.where(lower, ni, best_i)
+    nxt = best_i.ravel()
+    for _ in range(int(np.ceil(np.log2(h * w))) + 1):  # pointer jumping: every chain reaches its minimum
+        nxt = nxt[nxt]
+    return (geodesic.ravel()[nxt] <= radius).reshape(h, w) & free
+
+
+def energy_diagnostics(model, episodes: Episodes, env_cfg: TwoRoomsConfig, n: int = 5, energy: str = "l2",
+                       device="cpu", stride: int = 2) -> dict:
+    """How well the energy would guide a planner, over the first ``n`` episodes (every free position of a
+    ``stride``-px grid): ``spearman``, the rank correlation of the energy with the true geodesic distance to the
+    goal (1: places ordered by how far they really are, around the wall; ~0: an energy flat away from the goal);
+    ``descent_opposite`` / ``descent_same``, the share of positions in the other room / the goal's room from which
+    steepest descent of the energy ends within the success radius of the goal (:func:`descent_reaches`)."""
+    rs, opp, same = [], [], []
     for i in range(min(n, len(episodes))):
         g = _energy_grid(model, episodes.goal[i], episodes.layout[i], env_cfg, energy, device, stride)
         f = g["free"]
         a, b = _rank(g["energy"][f]), _rank(g["geodesic"][f])
         rs.append(float(np.corrcoef(a, b)[0, 1]))
-    return float(np.mean(rs))
+        shape = g["xs"].shape
+        ok = descent_reaches(g["energy"].reshape(shape), g["geodesic"].reshape(shape), env_cfg.success_radius).ravel()
+        other = (g["xs"].ravel() > episodes.layout[i][0]) != (episodes.goal[i][0] > episodes.layout[i][0])
+        opp.append(ok[f & other].mean() if (f & other).any() else np.nan)
+        same.append(ok[f & ~other].mean() if (f & ~other).any() else np.nan)
+    return {"spearman": float(np.mean(rs)), "descent_opposite": float(np.nanmean(opp)),
+            "descent_same": float(np.nanmean(same))}
+
+
+def energy_geodesic_correlation(model, episodes: Episodes, env_cfg: TwoRoomsConfig, n: int = 5, energy: str = "l2",
+                                device="cpu", stride: int = 2) -> float:
+    """Spearman rank correlation between the energy and the true geodesic distance to the goal over the free
+    positions, averaged over the first ``n`` episodes (:func:`energy_diagnostics`)."""
+    return energy_diagnostics(model, episodes, env_cfg, n, energy, device, stride)["spearman"]
 
 
 @torch.no_grad()

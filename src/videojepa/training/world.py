@@ -19,6 +19,11 @@ and scores the predictor:
   same on imagined latents as on the real ones (squared distance, in window lengths; only the predictor gets a
   gradient from this term: letting the head fit it flattened the head, letting the encoder fit it lost the agent,
   bench/RESULTS_planning.md), so that the energy a planner reads off imagined latents matches the real frames;
+- the null-action term (weight ``loss.stay``, MLP predictors): ``z_t, 0 -> z_t`` for every frame of the window,
+  only the predictor answering for it (inputs and targets detached). Exploration data hardly ever holds a zero
+  action (the policy always moves; only blocked moves stand still), so without it the imagined "stand still" of a
+  planner's last steps drifts; it fits environments whose actions are displacements (Two Rooms, end-effector
+  deltas), where a zero action leaves the scene as it is;
 - the state probe (``z -> state``, on detached latents, weight 1): it never shapes the representation.
 
 Frozen encoders (``pixels``, ``vit``) are run once over every frame before the first step (the features are
@@ -53,7 +58,7 @@ __all__ = ["WorldConfig", "WorldTrainer", "WORLD_FORMAT", "WORLD_COLUMNS", "load
 
 WORLD_FORMAT = "videojepa-world/1"
 WORLD_COLUMNS = ["step", "loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm",
-                 "loss_probe", "loss_metric", "loss_metric_rollout", "lr", "grad_norm", "clips_per_s", "elapsed_s", "z_std", "z_erank", "probe_err_px",
+                 "loss_probe", "loss_metric", "loss_metric_rollout", "loss_stay", "lr", "grad_norm", "clips_per_s", "elapsed_s", "z_std", "z_erank", "probe_err_px",
                  "rollout_err_px", "val_rollout", "val_metric", "samples_skipped"]
 
 
@@ -98,6 +103,7 @@ class WLossSection:
     metric: float = 0.0
     metric_expectile: float = 0.1
     metric_rollout: float = 0.0
+    stay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.distance not in ("l1", "mse"):
@@ -108,7 +114,8 @@ class WLossSection:
             raise ConfigError(f"loss.cov_norm must be 'pairs' or 'dim', got {self.cov_norm!r}")
         if not 0 < self.metric_expectile < 1:
             raise ConfigError(f"loss.metric_expectile must be in (0, 1), got {self.metric_expectile}")
-        for k in ("teacher_forcing", "std", "cov", "time", "idm", "std_margin", "metric", "metric_rollout"):
+        for k in ("teacher_forcing", "std", "cov", "time", "idm", "std_margin", "metric", "metric_rollout",
+                  "stay"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"loss.{k} must be >= 0, got {getattr(self, k)}")
         if self.rollout == 0 and self.teacher_forcing == 0:
@@ -163,6 +170,9 @@ class WorldConfig:
         if (self.loss.metric > 0) != (self.model.metric_dim > 0):
             raise ConfigError(f"loss.metric={self.loss.metric} and model.metric_dim={self.model.metric_dim}: the "
                               "temporal-distance term needs its head and the head needs the term (set both or neither)")
+        if self.loss.stay > 0 and self.model.predictor == "ac":
+            raise ConfigError("loss.stay applies to the latent-step predictors (mlp); the 'ac' predictor's steps "
+                              "also read the proprioceptive state, which a zero action does not define")
 
     def to_dict(self) -> dict:
         d = _to_dict(self)
@@ -244,6 +254,11 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
             pred = model.rollout(z[:, 0], actions[:, :r])
             parts["loss_rollout"] = _dist(pred, z[:, 1:r + 1], loss.distance)
             total = total + parts["loss_rollout"]
+        if loss.stay > 0:  # a zero action leaves the latent where it is; only the predictor answers for it
+            still = z.detach()
+            parts["loss_stay"] = _dist(model.step(still, torch.zeros_like(still[..., :actions.shape[-1]])), still,
+                                       loss.distance)
+            total = total + loss.stay * parts["loss_stay"]
     if model.encoder_trains:
         flat = z.reshape(b * t, d)
         parts["loss_std"], parts["loss_cov"] = vc_terms(flat, loss.std_margin, loss.cov_norm)
@@ -277,7 +292,7 @@ class WorldTrainer(Engine):
     PARTS = ("encoder", "predictor", "idm", "probe")  # the WorldModel's sub-modules (+ "metric" when it has one)
     METRIC_COLUMNS = WORLD_COLUMNS
     ACC_KEYS = ("loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm", "loss_probe",
-                "loss_metric", "loss_metric_rollout")
+                "loss_metric", "loss_metric_rollout", "loss_stay")
 
     def __init__(self, cfg: WorldConfig, out_dir: str | Path, *, resume: str | None = "auto", progress: bool = True,
                  device: str | None = None, env: DistEnv | None = None, data: TrajectoryDataset | None = None) -> None:
