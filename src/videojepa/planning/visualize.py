@@ -144,14 +144,16 @@ def energy_geodesic_correlation(model, episodes: Episodes, env_cfg: TwoRoomsConf
 def energy_landscape(model, episodes: Episodes, env_cfg: TwoRoomsConfig, path: str | Path, n: int = 3,
                      energy: str = "l2", device="cpu", stride: int = 2) -> Path:
     """For ``n`` episodes: the energy of standing at each free position (its frame encoded, distance to the goal's
-    latent), next to the true geodesic distance. A good world-model energy decreases towards the goal *through the
-    door*; one that follows the straight line has a minimum against the wall."""
+    latent), next to the true geodesic distance, and where steepest descent of the energy ends at the goal
+    (:func:`descent_reaches`: yellow, it does; dark, a false minimum captures it). A good world-model energy
+    decreases towards the goal *through the door*; one that follows the straight line has a minimum against the
+    wall."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(n, 3, figsize=(10, 3.3 * n), squeeze=False)
+    fig, ax = plt.subplots(n, 4, figsize=(13, 3.3 * n), squeeze=False)
     for i in range(n):
         lay = episodes.layout[i]
         g = _energy_grid(model, episodes.goal[i], lay, env_cfg, energy, device, stride)
@@ -168,6 +170,11 @@ def energy_landscape(model, episodes: Episodes, env_cfg: TwoRoomsConfig, path: s
         im2 = ax[i, 2].imshow(np.where(np.isfinite(geo), geo, np.nan), cmap="viridis")
         ax[i, 2].set_title("true distance around the wall")
         fig.colorbar(im2, ax=ax[i, 2], fraction=0.046)
+        reach = descent_reaches(g["energy"].reshape(xs.shape), g["geodesic"].reshape(xs.shape), env_cfg.success_radius)
+        ax[i, 3].imshow(np.where(g["free"].reshape(xs.shape), reach.astype(float), np.nan), vmin=0, vmax=1,
+                        extent=(xs.min() - 1, xs.max() + 1, ys.max() + 1, ys.min() - 1), cmap="viridis")
+        ax[i, 3].plot(*episodes.goal[i], "o", mfc="none", mec="red", ms=10)
+        ax[i, 3].set_title(f"descent ends at the goal: {reach[g['free'].reshape(xs.shape)].mean():.0%}")
         for a in ax[i]:
             a.set_xticks([])
             a.set_yticks([])
