@@ -7,7 +7,8 @@ qkv projection each), the same scaled-dot-product attention kernel (flash attent
 convolution. Whatever either side does around them (element-wise passes, copies, reshapes, the optimiser, EMA,
 Python) is what an implementation can win back. So with ``K`` our time per step inside those kernels and
 ``T_ref`` the reference's whole step, ``T_ref / K`` bounds the speed-up any rewrite of the same arithmetic can
-reach: at best everything outside the kernels costs nothing. The kernel times come from ``torch.profiler``
+reach: at best everything outside the kernels costs nothing (a generous bound: GELU and LayerNorm, the same
+arithmetic on both sides too, are counted as winnable). The kernel times come from ``torch.profiler``
 (self CPU time of the kernel ops, per step); the whole-step times from timing without the profiler (median of
 alternating rounds), as in ``bench/vs_official.py`` and ``bench/embed_vs_hf.py``, whose set-ups this script
 reuses. Prints, per comparison: both steps' times, the kernels' share of each, our ceiling and the measured
