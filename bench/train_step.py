@@ -27,7 +27,6 @@ name ``torch.cuda.get_device_name()`` reports, printed in the header; ``--peak-t
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import subprocess
@@ -226,8 +225,8 @@ def main() -> None:
     print(f"# torch {torch.__version__}, device {a.device}" + (f" ({card}, dense bf16 peak "
           f"{'unknown' if peak is None else f'{peak:.0f} TFLOP/s'})" if card else "") +
           f", threads {torch.get_num_threads()}, batch {batch}, {a.repeats} rounds x {a.steps} steps, median")
-    print(f"| preset | variant | clips/s | ratio | TFLOP/s | MFU | peak memory (MiB) |")
-    print(f"|---|---|---:|---:|---:|---:|---:|")
+    print("| preset | variant | clips/s | ratio | TFLOP/s | MFU | peak memory (MiB) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for label, over in presets.items():
         chosen = {n: v for n, v in variants(a.device).items()
                   if not a.variants or any(x == n or (x != "float32" and x in n) for x in a.variants.split(","))}

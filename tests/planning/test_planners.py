@@ -112,12 +112,12 @@ class _PositionModel:
 
 
 def test_energy_geodesic_correlation_orders_a_good_energy_above_a_scrambled_one():
-    from videojepa.planning.visualize import energy_geodesic_correlation
+    from videojepa.planning.visualize import energy_diagnostics
 
     env = TwoRoomsConfig(layout="random")
     eps = eval_episodes(3, env)
-    euclid = energy_geodesic_correlation(_PositionModel(), eps, env, n=3, stride=4)
-    scrambled = energy_geodesic_correlation(_PositionModel(scramble=True), eps, env, n=3, stride=4)
+    euclid = energy_diagnostics(_PositionModel(), eps, env, n=3, stride=4)["spearman"]
+    scrambled = energy_diagnostics(_PositionModel(scramble=True), eps, env, n=3, stride=4)["spearman"]
     assert 0.6 < euclid < 1.0  # straight-line distance orders places well, but not around the wall
     assert abs(scrambled) < 0.25
 

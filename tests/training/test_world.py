@@ -7,7 +7,7 @@ from videojepa.config import ConfigError
 from videojepa.data.trajectories import load_trajectories
 from videojepa.envs.collect import collect
 from videojepa.envs.two_rooms import TwoRoomsConfig
-from videojepa.models.world import WorldModel, WorldModelConfig
+from videojepa.models.world import WorldModel
 from videojepa.training.world import WorldTrainer, load_world, load_world_config, metric_loss, vc_terms, world_losses
 
 

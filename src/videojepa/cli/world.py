@@ -302,16 +302,23 @@ def _run_plan(a) -> int:
         agent = ZeroAgent()
     with torch.no_grad():
         res = run_episodes(agent, eps, env, pcfg, seed=a.seed, progress=not a.no_progress, record=a.gif > 0)
-    out = Path(a.out) if a.out else (Path(meta["path"]).parent.parent / ("plan" if a.agent == "world" else "plan-energy") if meta else Path("runs/plan") / a.agent)
+    if a.out:
+        out = Path(a.out)
+    elif meta:  # beside the world-model run: plan/ (through it) or plan-energy/ (its energy on the true dynamics)
+        out = Path(meta["path"]).parent.parent / ("plan" if a.agent == "world" else "plan-energy")
+    else:
+        out = Path("runs/plan") / a.agent
     out.mkdir(parents=True, exist_ok=True)
     public = {k: v for k, v in res.items() if k not in ("trajectories", "plans")}
     public.update({"planner": pcfg.to_dict(), "layout": env.layout, "task": a.task, "budget": env.budget,
                    "world": meta.get("path")})
+    grids = None
     if model is not None:  # does the energy order places by their true distance to the goal (around the wall)?
-        from ..planning.visualize import energy_diagnostics
+        from ..planning.visualize import energy_diagnostics, energy_grids
 
-        with torch.no_grad():
-            diag = energy_diagnostics(model, eps, env, n=min(5, a.episodes), energy=a.energy, device=a.device)
+        with torch.no_grad():  # one encoding of the positions for the diagnostics and the energy maps
+            grids = energy_grids(model, eps, env, max(5, 3 if a.gif > 0 else 0), energy=a.energy, device=a.device)
+            diag = energy_diagnostics(model, eps, env, n=5, grids=grids)
         public["energy_geodesic_spearman"] = diag["spearman"]
         public["energy_descent_opposite"], public["energy_descent_same"] = diag["descent_opposite"], diag["descent_same"]
     (out / "results.json").write_text(json.dumps(public, indent=2))
@@ -330,6 +337,6 @@ def _run_plan(a) -> int:
 
         episodes_gif(res, eps, env, out / "episodes.gif", n=min(a.gif, a.episodes))
         if model is not None:
-            energy_landscape(model, eps, env, out / "energy.png", n=min(3, a.episodes), energy=a.energy, device=a.device)
+            energy_landscape(model, eps, env, out / "energy.png", n=3, energy=a.energy, grids=grids)
     print(f"wrote {out}/results.json" + (" , episodes.gif" if a.gif > 0 else "") + (" , energy.png" if a.gif > 0 and model is not None else ""))
     return 0

@@ -32,6 +32,10 @@ __all__ = ["WorldModelConfig", "WorldModel", "ConvEncoder", "PixelEncoder", "Fro
 ENCODER_KINDS = ("conv", "pixels", "vit")
 
 
+NO_METRIC_HEAD = ("energy 'metric' needs a world model trained with a temporal-distance head (model.metric_dim > 0 "
+                  "and loss.metric > 0); this one has none")
+
+
 @dataclass(frozen=True)
 class WorldModelConfig:
     """``encoder``: conv | pixels | vit. ``dim``: conv latent width. ``pixel_pool``: average-pool factor of the
@@ -308,8 +312,7 @@ class WorldModel(nn.Module):
         head's outputs: in steps of the data's policy)."""
         if kind == "metric":
             if self.metric is None:
-                raise ValueError("energy 'metric' needs a world model trained with a temporal-distance head "
-                                 "(model.metric_dim > 0 and loss.metric > 0); this one has none")
+                raise ValueError(NO_METRIC_HEAD)
             return (self.metric(z) - self.metric(goal)).pow(2).sum(-1).clamp_min(1e-12).sqrt()
         d = z - goal
         if kind == "l2":

@@ -136,9 +136,10 @@ class OracleAgent:
 
 def require_energy(model, energy: str) -> None:
     """Refuse the ``metric`` energy for a world model without a temporal-distance head, before any planning."""
+    from ..models.world import NO_METRIC_HEAD
+
     if energy == "metric" and getattr(model, "metric", None) is None:
-        raise ValueError("planner energy 'metric' needs a world model trained with a temporal-distance head "
-                         "(model.metric_dim > 0 and loss.metric > 0); this one has none")
+        raise ValueError(NO_METRIC_HEAD)
 
 
 @torch.no_grad()

@@ -8,8 +8,8 @@ import torch
 
 from ..envs.two_rooms import Episodes, TwoRoomsConfig, move, render
 
-__all__ = ["episodes_gif", "energy_landscape", "energy_geodesic_correlation", "energy_diagnostics", "descent_reaches",
-           "imagine", "plot_imagination"]
+__all__ = ["episodes_gif", "energy_grids", "energy_landscape", "energy_diagnostics", "descent_reaches", "imagine",
+           "plot_imagination"]
 
 SCALE = 4
 
@@ -75,13 +75,20 @@ def _energy_grid(model, goal: np.ndarray, layout: np.ndarray, env_cfg: TwoRoomsC
             "geodesic": geo.ravel(), "geo_field": geo_field}
 
 
+def energy_grids(model, episodes: Episodes, env_cfg: TwoRoomsConfig, n: int, energy: str = "l2", device="cpu",
+                 stride: int = 2) -> list[dict]:
+    """The energy and the true distance on a ``stride``-px grid for the first ``n`` episodes (each grid encodes one
+    frame per free position): computed once and handed to :func:`energy_diagnostics` and :func:`energy_landscape`."""
+    return [_energy_grid(model, episodes.goal[i], episodes.layout[i], env_cfg, energy, device, stride)
+            for i in range(min(n, len(episodes)))]
+
+
 def _rank(x: np.ndarray) -> np.ndarray:
     r = np.empty(len(x))
     r[np.argsort(x, kind="stable")] = np.arange(len(x))
     return r
 
 
-@torch.no_grad()
 def descent_reaches(energy: np.ndarray, geodesic: np.ndarray, radius: float) -> np.ndarray:
     """Steepest descent of an energy on a grid: ``energy`` and ``geodesic`` ``[H, W]`` (``inf`` where the agent cannot
     stand). From every free cell, step to the lowest of its 8 free neighbours while that is lower than the cell, until
@@ -112,15 +119,16 @@ def descent_reaches(energy: np.ndarray, geodesic: np.ndarray, radius: float) -> 
 
 
 def energy_diagnostics(model, episodes: Episodes, env_cfg: TwoRoomsConfig, n: int = 5, energy: str = "l2",
-                       device="cpu", stride: int = 2) -> dict:
+                       device="cpu", stride: int = 2, grids: list[dict] | None = None) -> dict:
     """How well the energy would guide a planner, over the first ``n`` episodes (every free position of a
     ``stride``-px grid): ``spearman``, the rank correlation of the energy with the true geodesic distance to the
     goal (1: places ordered by how far they really are, around the wall; ~0: an energy flat away from the goal);
     ``descent_opposite`` / ``descent_same``, the share of positions in the other room / the goal's room from which
-    steepest descent of the energy ends within the success radius of the goal (:func:`descent_reaches`)."""
+    steepest descent of the energy ends within the success radius of the goal (:func:`descent_reaches`).
+    ``grids``: from :func:`energy_grids` (its first ``n`` are used), so as not to encode the positions again."""
+    grids = (grids or energy_grids(model, episodes, env_cfg, n, energy, device, stride))[:n]
     rs, opp, same = [], [], []
-    for i in range(min(n, len(episodes))):
-        g = _energy_grid(model, episodes.goal[i], episodes.layout[i], env_cfg, energy, device, stride)
+    for i, g in enumerate(grids):
         f = g["free"]
         a, b = _rank(g["energy"][f]), _rank(g["geodesic"][f])
         rs.append(float(np.corrcoef(a, b)[0, 1]))
@@ -133,30 +141,24 @@ def energy_diagnostics(model, episodes: Episodes, env_cfg: TwoRoomsConfig, n: in
             "descent_same": float(np.nanmean(same))}
 
 
-def energy_geodesic_correlation(model, episodes: Episodes, env_cfg: TwoRoomsConfig, n: int = 5, energy: str = "l2",
-                                device="cpu", stride: int = 2) -> float:
-    """Spearman rank correlation between the energy and the true geodesic distance to the goal over the free
-    positions, averaged over the first ``n`` episodes (:func:`energy_diagnostics`)."""
-    return energy_diagnostics(model, episodes, env_cfg, n, energy, device, stride)["spearman"]
-
-
 @torch.no_grad()
 def energy_landscape(model, episodes: Episodes, env_cfg: TwoRoomsConfig, path: str | Path, n: int = 3,
-                     energy: str = "l2", device="cpu", stride: int = 2) -> Path:
+                     energy: str = "l2", device="cpu", stride: int = 2, grids: list[dict] | None = None) -> Path:
     """For ``n`` episodes: the energy of standing at each free position (its frame encoded, distance to the goal's
     latent), next to the true geodesic distance, and where steepest descent of the energy ends at the goal
     (:func:`descent_reaches`: yellow, it does; dark, a false minimum captures it). A good world-model energy
     decreases towards the goal *through the door*; one that follows the straight line has a minimum against the
-    wall."""
+    wall. ``grids``: from :func:`energy_grids` (its first ``n`` are drawn)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    grids = (grids or energy_grids(model, episodes, env_cfg, n, energy, device, stride))[:n]
+    n = len(grids)
     fig, ax = plt.subplots(n, 4, figsize=(13, 3.3 * n), squeeze=False)
-    for i in range(n):
+    for i, g in enumerate(grids):
         lay = episodes.layout[i]
-        g = _energy_grid(model, episodes.goal[i], lay, env_cfg, energy, device, stride)
         xs, ys = g["xs"], g["ys"]
         grid = np.where(g["free"], g["energy"], np.nan).reshape(xs.shape)
         geo = g["geo_field"]

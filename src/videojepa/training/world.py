@@ -58,8 +58,9 @@ __all__ = ["WorldConfig", "WorldTrainer", "WORLD_FORMAT", "WORLD_COLUMNS", "load
 
 WORLD_FORMAT = "videojepa-world/1"
 WORLD_COLUMNS = ["step", "loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm",
-                 "loss_probe", "loss_metric", "loss_metric_rollout", "loss_stay", "lr", "grad_norm", "clips_per_s", "elapsed_s", "z_std", "z_erank", "probe_err_px",
-                 "rollout_err_px", "val_rollout", "val_metric", "samples_skipped"]
+                 "loss_probe", "loss_metric", "loss_metric_rollout", "loss_stay", "lr", "grad_norm", "clips_per_s",
+                 "elapsed_s", "z_std", "z_erank", "probe_err_px", "rollout_err_px", "val_rollout", "val_metric",
+                 "samples_skipped"]
 
 
 @dataclass(frozen=True)
