@@ -2,6 +2,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("VIDEOJEPA_CPU_BF16", "0")  # float32 on every CPU: the suite's expected floats; tests of the choice unset it
 
 import pytest
 import torch

@@ -72,15 +72,18 @@ def test_rope_legacy_tiling_quirk_and_interleaved_rotation():
 
 
 @pytest.mark.parametrize("variant", ["legacy", "interleaved"])
-@pytest.mark.parametrize("head_dim", [32, 64, 30])
-def test_fused_rope_is_bit_identical_to_the_per_axis_rotation(variant, head_dim):
-    """The one-pass rotation (q and k stacked, full-width tables) gives the per-axis form's exact floats,
-    forward and backward, for shared ids [N] and per-sample ids [B, N], with an unrotated rest or none."""
-    from videojepa.models.rope import FusedRope, _axis_table, apply_rope
+@pytest.mark.parametrize("head_dim", [32, 64, 30, 33])
+def test_fused_rope_matches_the_per_axis_rotation(variant, head_dim):
+    """The one-pass rotation (q and k stacked, full-width tables) gives the per-axis form's floats to one fused
+    multiply-add's rounding, forward and backward, for shared ids [N] and per-sample ids [B, N], with an unrotated
+    rest (odd or even) or none; and `rope_qkv` rotates q and k of a permuted qkv view, passes v through untouched
+    and sends the gradient back in qkv's own layout."""
+    from videojepa.models.rope import FusedRope, _axis_table, apply_rope, rope_qkv
 
     g = torch.Generator().manual_seed(head_dim)
     grid = (4, 6, 5)
     d = rope_axis_dim(head_dim)
+    close = dict(rtol=0, atol=1e-6)
     for ids, lead in ((torch.randperm(120, generator=g)[:70], ()),
                       (torch.stack([torch.randperm(120, generator=g)[:70] for _ in range(3)]), (3,))):
         fused = build_rope(ids, grid, head_dim, variant)
@@ -90,11 +93,41 @@ def test_fused_rope_is_bit_identical_to_the_per_axis_rotation(variant, head_dim)
         x = torch.randn(2, *(lead or (3,)), 4, 70, head_dim, generator=g, requires_grad=True)
         a = apply_rope(x, fused)
         b = apply_rope(x, per_axis)
-        assert torch.equal(a, b)
+        torch.testing.assert_close(a, b, **close)
         w = torch.randn(a.shape, generator=g)
         ga, = torch.autograd.grad((a * w).sum(), x)
         gb, = torch.autograd.grad((b * w).sum(), x)
-        assert torch.equal(ga, gb)
+        torch.testing.assert_close(ga, gb, **close)
+
+        heads, bsz = 4, 3
+        lin = torch.randn(bsz, 70, 3 * heads * head_dim, generator=g, requires_grad=True)
+        qkv = lin.reshape(bsz, 70, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = rope_qkv(qkv, fused)
+        qr, kr = apply_rope(qkv[:2], per_axis).unbind(0)
+        torch.testing.assert_close(q, qr, **close)
+        torch.testing.assert_close(k, kr, **close)
+        assert torch.equal(v, qkv[2])
+        ws = [torch.randn(q.shape, generator=g) for _ in range(3)]
+        gl, = torch.autograd.grad(sum((o * w_).sum() for o, w_ in zip((q, k, v), ws)), lin)
+        glr, = torch.autograd.grad(sum((o * w_).sum() for o, w_ in zip((qr, kr, qkv[2]), ws)), lin)
+        torch.testing.assert_close(gl, glr, **close)
+
+
+def test_fused_rope_in_bfloat16_rotates_in_float32():
+    """A bf16 qkv (autocast) is rotated in float32 and returned, with its gradient, in bf16."""
+    from videojepa.models.rope import apply_rope, rope_qkv
+
+    g = torch.Generator().manual_seed(0)
+    tables = build_rope(torch.arange(40), (2, 4, 5), 32)
+    lin = torch.randn(2, 40, 3 * 64, generator=g).to(torch.bfloat16).requires_grad_(True)
+    qkv = lin.reshape(2, 40, 3, 2, 32).permute(2, 0, 3, 1, 4)
+    q, k, v = rope_qkv(qkv, tables)
+    assert q.dtype == k.dtype == v.dtype == torch.bfloat16
+    ref = apply_rope(qkv[:2].float(), tables)
+    assert torch.equal(q, ref[0].to(torch.bfloat16)) and torch.equal(k, ref[1].to(torch.bfloat16))
+    (q.float().sum() + 2 * k.float().sum()).backward()
+    assert lin.grad.dtype == torch.bfloat16 and lin.grad.isfinite().all()
+    assert lin.grad.reshape(2, 40, 3, 64)[:, :, 2].abs().max() == 0  # v unused
 
 
 @pytest.mark.parametrize("pos", ["rope", "sincos"])

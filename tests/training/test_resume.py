@@ -141,3 +141,46 @@ def test_nothing_readable_stops_at_once(tmp_path):
             tr.fit()
     finally:
         restore()
+
+
+def test_auto_dtype_is_bf16_only_where_the_cpu_has_it(monkeypatch):
+    """``train.dtype=auto``: bf16 autocast on CUDA and on CPUs with AMX / AVX512-BF16, float32 on the rest (and
+    whenever ``VIDEOJEPA_CPU_BF16=0``); the reason is stated."""
+    from videojepa.training import engine
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.delenv("VIDEOJEPA_CPU_BF16", raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    dt, why = engine.choose_dtype("auto", cpu)
+    assert dt == torch.float32 and "no native bf16" in why
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    dt, why = engine.choose_dtype("auto", cpu)
+    assert dt == torch.bfloat16 and "AVX512-BF16" in why
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert "AMX" in engine.choose_dtype("auto", cpu)[1]
+    assert engine.choose_dtype("float32", cpu)[0] == torch.float32  # an explicit choice is kept
+    assert engine.choose_dtype("auto", cuda)[0] == torch.bfloat16
+    monkeypatch.setenv("VIDEOJEPA_CPU_BF16", "0")
+    assert engine.choose_dtype("auto", cpu)[0] == torch.float32
+
+
+def test_auto_dtype_resumes_with_the_checkpoints_arithmetic(tmp_path, monkeypatch):
+    """A run started where "auto" meant bf16 resumes in bf16 on a machine where it means float32 (and says so);
+    the summary names the dtype and why."""
+    from videojepa.training import engine
+
+    monkeypatch.delenv("VIDEOJEPA_CPU_BF16", raising=False)
+    monkeypatch.setattr(engine, "native_bf16", lambda: "AMX")
+    over = ["train.max_steps=2", "train.checkpoint_every=1", "train.dtype=auto"]
+    first = Pretrainer(_cfg(*over), tmp_path, progress=False)
+    assert first.dtype == torch.bfloat16
+    first.fit(until=1)
+    assert load_checkpoint(find_latest(tmp_path / "checkpoints"))["dtype"] == "bfloat16"
+    monkeypatch.setattr(engine, "native_bf16", lambda: None)
+    again = Pretrainer(_cfg(*over), tmp_path, progress=False)
+    assert again.step == 1 and again.dtype == torch.bfloat16 and "as the checkpoint ran" in again.dtype_note
+    s = again.fit()
+    assert s["dtype"] == "bfloat16" and "float32" in s["dtype_note"]
+    fresh = Pretrainer(_cfg(*over), tmp_path / "fresh", progress=False)
+    assert fresh.dtype == torch.float32

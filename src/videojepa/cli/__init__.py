@@ -60,6 +60,8 @@ def _run_pretrain(a) -> int:
         trainer = Pretrainer(cfg, out, resume=a.resume, progress=not a.no_progress, device=a.device, parallel=a.parallel)
         if trainer.resumed_from and trainer.env.is_main:
             print(f"resuming from {trainer.resumed_from} (step {trainer.step})", file=sys.stderr)
+        if trainer.env.is_main:
+            print(f"compute: {trainer.dtype_note}", file=sys.stderr)
         s = trainer.fit()
         shutdown(trainer.env)
         if not trainer.env.is_main:

@@ -124,8 +124,8 @@ def _run(a) -> int:
                 if ft.resumed_from:
                     print(f"resuming from {ft.resumed_from} (step {ft.step})", file=sys.stderr)
                 print(f"fine-tuning {ft.init_desc}: {ft.split.get('num_items', 'streamed')} training videos "
-                      f"({frac:g} of {c.data.train}), {len(ft.labels)} classes, {c.train.steps} steps -> {run_dir}",
-                      file=sys.stderr)
+                      f"({frac:g} of {c.data.train}), {len(ft.labels)} classes, {c.train.steps} steps -> {run_dir}; "
+                      f"compute {ft.dtype_note}", file=sys.stderr)
             s = ft.fit()
             res = ft.finish()
         except (ConfigError, DataError) as e:

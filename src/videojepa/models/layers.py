@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .rope import FusedRope, RopeTables, apply_rope
+from .rope import FusedRope, RopeTables, rope_qkv
 
 __all__ = ["DropPath", "Mlp", "Attention", "Block", "trunc_normal_init", "LN_EPS"]
 
@@ -67,11 +67,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, rope: FusedRope | RopeTables | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if rope is None:
-            q, k, v = qkv
-        else:  # q and k rotated together, in one pass
-            q, k = apply_rope(qkv[:2], rope)
-            v = qkv[2]
+        q, k, v = qkv.unbind(0) if rope is None else rope_qkv(qkv, rope)  # q and k rotated together
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,7 +38,8 @@ from .checkpoint import (CheckpointCorruptError, find_latest, list_checkpoints, 
 from .distributed import DistEnv, all_reduce, barrier
 from .metrics import MetricsLog
 
-__all__ = ["Engine", "NonFiniteLossError", "DataFailureError", "resolve_dtype", "MIN_SAMPLES_FOR_RATE"]
+__all__ = ["Engine", "NonFiniteLossError", "DataFailureError", "resolve_dtype", "choose_dtype", "native_bf16",
+           "MIN_SAMPLES_FOR_RATE"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -51,10 +53,37 @@ class DataFailureError(RuntimeError):
 MIN_SAMPLES_FOR_RATE = 50  # the failure rate is judged once this many samples were attempted
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+def native_bf16() -> str | None:
+    """The CPU's native bf16 instructions, ``"AMX"`` or ``"AVX512-BF16"``, or None (also when the environment sets
+    ``VIDEOJEPA_CPU_BF16=0``: float32 whatever the CPU, as the test suite runs)."""
+    if os.environ.get("VIDEOJEPA_CPU_BF16", "").strip() == "0":
+        return None
+    for isa, probe in (("AMX", "_is_amx_tile_supported"), ("AVX512-BF16", "_is_avx512_bf16_supported")):
+        f = getattr(torch.cpu, probe, None)
+        try:
+            if f is not None and f():
+                return isa
+        except RuntimeError:
+            continue
+    return None
+
+
+def choose_dtype(name: str, device: torch.device) -> tuple[torch.dtype, str]:
+    """The compute dtype for ``train.dtype`` and a line saying why. ``"auto"``: bf16 autocast on CUDA and on CPUs
+    with native bf16 (AMX / AVX512-BF16), float32 elsewhere (on AVX2 the bf16 kernels convert in software)."""
     if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+        if device.type == "cuda":
+            return torch.bfloat16, "auto: bfloat16 autocast on CUDA"
+        isa = native_bf16() if device.type == "cpu" else None
+        if isa:
+            return torch.bfloat16, f"auto: bfloat16 autocast (this CPU has native bf16: {isa})"
+        why = "this CPU has no native bf16 (AMX or AVX512-BF16)" if device.type == "cpu" else device.type
+        return torch.float32, f"auto: float32 ({why})"
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name], f"set: {name}"
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    return choose_dtype(name, device)[0]
 
 
 def _full(x: torch.Tensor) -> torch.Tensor:
@@ -86,7 +115,8 @@ class Engine:
         self.env = env
         self.progress = progress and self.env.is_main
         self.device = self.env.device
-        self.dtype = resolve_dtype(dtype, self.device)
+        self.dtype_requested = dtype
+        self.dtype, self.dtype_note = choose_dtype(dtype, self.device)
         self.ckpt_dir = self.out / "checkpoints"
         self.seed, self.max_steps, self.grad_accum, self.batch_size = int(seed), int(max_steps), int(grad_accum), int(batch_size)
         self.max_failure_rate = float(max_failure_rate)
@@ -184,6 +214,7 @@ class Engine:
     # ------------------------------------------------------------------ state
     def _meta(self) -> dict:
         return {"format": self.FORMAT, "step": self.step, "config": self.config_dict(),
+                "dtype": str(self.dtype).replace("torch.", ""),
                 "data": {"ok": self.data_ok, "skipped": self.data_skipped, "skipped_files": dict(self.skipped_files)},
                 **self.extra_meta()}
 
@@ -205,6 +236,11 @@ class Engine:
         data = meta.get("data", {})
         self.data_ok, self.data_skipped = int(data.get("ok", 0)), int(data.get("skipped", 0))
         self.skipped_files = dict(data.get("skipped_files", {}))
+        ran = meta.get("dtype")
+        if self.dtype_requested == "auto" and ran in ("float32", "bfloat16") and ran != str(self.dtype)[6:]:
+            # a run keeps its arithmetic when it resumes on a machine where "auto" means something else
+            self.dtype = getattr(torch, ran)
+            self.dtype_note = f"auto: {ran}, as the checkpoint ran (this machine alone: {self.dtype_note})"
         self.load_extra_meta(meta)
 
     def load_state(self, sd: dict) -> None:
@@ -416,6 +452,7 @@ class Engine:
             return {"steps": self.step, "rank": self.env.rank}
         log.close()  # the TensorBoard writer, when there is one
         summary = self.summary(time.perf_counter() - t_start, log)
+        summary["dtype"], summary["dtype_note"] = str(self.dtype).replace("torch.", ""), self.dtype_note
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
