@@ -24,7 +24,7 @@ concatenated once per forward into full-width ``cos`` and ``sin`` tables (1 and 
 no copy to swap the pair). For q and k (:func:`rope_qkv`) it runs as one autograd function over the attention's
 ``qkv`` tensor: three passes forward, three backward, the gradient written straight into ``qkv``'s own layout
 (no zero-filled slices summed, nothing but the two tables saved). The product and the sum are one fused
-multiply-add, so results equal the per-axis form's to a rounding (<= 1 ulp per element), not bit for bit.
+multiply-add, so results equal the per-axis form's to one rounding, not bit for bit.
 """
 from __future__ import annotations
 
