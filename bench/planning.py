@@ -229,7 +229,7 @@ def report(a) -> str:
     if best:
         lines += ["", f"Planner variants for the best world model ({best}), random layouts:", "",
                   "| planner | success (95% CI) | final dist. (px) | s / episode |", "|---|---|---|---|"]
-        for tag, label in (("", "CEM, summed L2 energy, warm start (default)"), ("-mppi", "MPPI"),
+        for tag, label in (("", "CEM, summed energy, warm start (default)"), ("-mppi", "MPPI"),
                            ("-last", "CEM, last-step energy")):
             lines.append(f"| {label} | {_fmt(_row(best + '-random' + tag))} |")
     out = "\n".join(lines)

@@ -1,12 +1,9 @@
-import math
-
 import pytest
 import torch
 
-from videojepa.masks.ops import apply_masks
 from videojepa.models.pos_embed import resize_pos_embed, sincos_3d
 from videojepa.models.predictor import Predictor, PredictorConfig
-from videojepa.models.registry import PRESETS, create_model, encoder_config, list_models
+from videojepa.models.registry import create_model, encoder_config, list_models
 from videojepa.models.rope import build_rope, rope_axis_dim, token_coords
 
 

@@ -154,8 +154,6 @@ class _FusedRotation(torch.autograd.Function):
         return g, None, None, None
 
 
-
-
 def rope_qkv(qkv: torch.Tensor, tables: FusedRope | RopeTables) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(q, k, v)`` from an attention's ``qkv`` ``[3, B, heads, N, hd]`` (any strides, e.g. the permuted view of
     the fused projection), q and k rotated in one pass and v untouched."""
