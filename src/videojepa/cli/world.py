@@ -317,7 +317,7 @@ def _run_plan(a) -> int:
         from ..planning.visualize import energy_diagnostics, energy_grids
 
         with torch.no_grad():  # one encoding of the positions for the diagnostics and the energy maps
-            grids = energy_grids(model, eps, env, max(5, 3 if a.gif > 0 else 0), energy=a.energy, device=a.device)
+            grids = energy_grids(model, eps, env, 5, energy=a.energy, device=a.device)  # energy.png draws 3
             diag = energy_diagnostics(model, eps, env, n=5, grids=grids)
         public["energy_geodesic_spearman"] = diag["spearman"]
         public["energy_descent_opposite"], public["energy_descent_same"] = diag["descent_opposite"], diag["descent_same"]

@@ -212,9 +212,14 @@ class Engine:
         return {}
 
     # ------------------------------------------------------------------ state
+    @property
+    def dtype_name(self) -> str:
+        """The compute dtype as configs write it (``float32`` / ``bfloat16``)."""
+        return str(self.dtype).removeprefix("torch.")
+
     def _meta(self) -> dict:
         return {"format": self.FORMAT, "step": self.step, "config": self.config_dict(),
-                "dtype": str(self.dtype).replace("torch.", ""),
+                "dtype": self.dtype_name,
                 "data": {"ok": self.data_ok, "skipped": self.data_skipped, "skipped_files": dict(self.skipped_files)},
                 **self.extra_meta()}
 
@@ -237,7 +242,7 @@ class Engine:
         self.data_ok, self.data_skipped = int(data.get("ok", 0)), int(data.get("skipped", 0))
         self.skipped_files = dict(data.get("skipped_files", {}))
         ran = meta.get("dtype")
-        if self.dtype_requested == "auto" and ran in ("float32", "bfloat16") and ran != str(self.dtype)[6:]:
+        if self.dtype_requested == "auto" and ran in ("float32", "bfloat16") and ran != self.dtype_name:
             # a run keeps its arithmetic when it resumes on a machine where "auto" means something else
             self.dtype = getattr(torch, ran)
             self.dtype_note = f"auto: {ran}, as the checkpoint ran (this machine alone: {self.dtype_note})"
@@ -452,7 +457,7 @@ class Engine:
             return {"steps": self.step, "rank": self.env.rank}
         log.close()  # the TensorBoard writer, when there is one
         summary = self.summary(time.perf_counter() - t_start, log)
-        summary["dtype"], summary["dtype_note"] = str(self.dtype).replace("torch.", ""), self.dtype_note
+        summary["dtype"], summary["dtype_note"] = self.dtype_name, self.dtype_note
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 

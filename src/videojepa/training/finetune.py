@@ -619,7 +619,7 @@ class Finetuner(Engine):
         k = max(1, len(losses) // 10)
         vals = [(int(r["step"]), float(r["val_top1"])) for r in rows if r.get("val_top1")]
         return {"steps": self.step, "max_steps": self.max_steps, "seconds": round(seconds, 2), "device": str(self.device),
-                "dtype": str(self.dtype).replace("torch.", ""), "init": self.init_desc,
+                "init": self.init_desc,  # dtype and its reason: added by Engine.fit
                 "loss_first": sum(losses[:k]) / k if losses else None, "loss_last": sum(losses[-k:]) / k if losses else None,
                 "val_top1_last": vals[-1][1] if vals else None, "best_val": self.best or None,
                 "data": self.data_summary(), "resumed_from": str(self.resumed_from) if self.resumed_from else None}

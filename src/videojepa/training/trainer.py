@@ -180,7 +180,7 @@ class Pretrainer(Engine):
         diag = [r for r in rows if r.get("target_std")]
         return {
             "steps": self.step, "max_steps": self.cfg.train.max_steps, "seconds": round(seconds, 2),
-            "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+            "device": str(self.device),  # dtype and its reason: added by Engine.fit
             "loss_first": sum(losses[:k]) / k if losses else None, "loss_last": sum(losses[-k:]) / k if losses else None,
             "clips_per_s": (sum(float(r["clips_per_s"]) for r in rows[-k:]) / len(rows[-k:])) if rows else None,
             "diagnostics": {key: float(diag[-1][key]) for key in ("target_std", "target_token_std", "target_erank",
