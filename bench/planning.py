@@ -13,7 +13,9 @@ Stages, each cached (a stage whose output exists is not run again; delete its fo
    the ``cpu_demo`` recipe on them).
 3. ``videojepa world train`` for each encoder: ``conv`` (trained jointly, eb_jepa's anti-collapse terms),
    ``conv-metric`` (the same with a temporal-distance head, planned with ``--energy metric``), ``conv-metric-4k``
-   (the same on 4000 long episodes for 3000 steps, with the null-action term),
+   (the same on 4000 long episodes for 3000 steps, with the null-action term), ``conv-scene`` (``conv-metric-4k``
+   with rollouts from 12 frames of each window, the stopped moves weighted 5x, and the same-episode contrastive
+   term that asks the latent to hold the layout),
    ``pixels`` (pooled, frozen), ``vit-random`` (frozen random ViT), ``vit-vjepa`` (frozen V-JEPA-pretrained ViT),
    and ``vit-vjepa-ac`` (the same features with V-JEPA 2-AC's block-causal transformer predictor).
 4. ``videojepa plan`` on 50 fixed evaluation episodes, on the random-layout task and on the fixed layout, and on
@@ -44,6 +46,9 @@ WORLDS = {
                     "data.window=97", "data.batch_size=12", "data.val_episodes=32"],
     "conv-metric-4k": ["model.encoder=conv", "model.metric_dim=64", "loss.metric=10", "loss.metric_rollout=3",
                        "loss.stay=1", "data.window=97", "data.batch_size=12", "data.val_episodes=32"],
+    "conv-scene": ["model.encoder=conv", "model.metric_dim=64", "loss.metric=10", "loss.metric_rollout=3",
+                   "loss.stay=1", "loss.rollout_starts=12", "loss.blocked=4", "model.scene_dim=32", "loss.scene=1",
+                   "data.window=97", "data.batch_size=12", "data.val_episodes=32"],
     "pixels": ["model.encoder=pixels"],
     "vit-random": ["model.encoder=vit", "model.vit_init=random"],
     "vit-vjepa": ["model.encoder=vit", "model.vit_init={vjepa}"],
@@ -52,10 +57,11 @@ WORLDS = {
                      "data.window=8"],
 }
 # world models trained on 97-frame episodes: their data folder, episodes and collection seed
-LONG = {"conv-metric": ("data-long", 1200, 0), "conv-metric-4k": ("data-long4k", 4000, 1)}
-ENERGY_CHECK = {"conv", "conv-metric", "conv-metric-4k"}  # world models whose energy is also planned with on the true dynamics
-PLAN_ARGS = {"conv-metric": ["--energy", "metric"], "conv-metric-4k": ["--energy", "metric"]}  # not the default energy
-STEPS = {"conv": 3000, "conv-metric": 1000, "conv-metric-4k": 3000, "pixels": 1000, "vit-random": 3000,
+LONG = {"conv-metric": ("data-long", 1200, 0), "conv-metric-4k": ("data-long4k", 4000, 1),
+        "conv-scene": ("data-long4k", 4000, 1)}
+ENERGY_CHECK = {"conv", "conv-metric", "conv-metric-4k", "conv-scene"}  # their energy also planned on the true dynamics
+PLAN_ARGS = {w: ["--energy", "metric"] for w in ("conv-metric", "conv-metric-4k", "conv-scene")}  # not the default
+STEPS = {"conv": 3000, "conv-metric": 1000, "conv-metric-4k": 3000, "conv-scene": 3000, "pixels": 1000, "vit-random": 3000,
          "vit-vjepa": 3000, "vit-vjepa-ac": 600}
 FROZEN_LIMIT = 1000  # episodes whose frames a frozen ViT encodes (the cache of features), to bound the encoding time
 

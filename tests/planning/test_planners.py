@@ -173,3 +173,23 @@ def test_learned_energy_agent_plans_on_the_true_dynamics_with_a_models_energy():
     assert res["success"] == 1.0  # within a room the straight-line energy is the right one
     with pytest.raises(ValueError, match="temporal-distance head"):
         LearnedEnergyAgent(m, PlannerConfig(energy="metric"), env)
+
+
+def test_repeat_searches_held_actions_and_returns_the_full_horizon():
+    g = torch.Generator().manual_seed(0)
+    target = torch.tensor([[0.8, -0.4], [-1.0, 0.6], [0.2, 1.1]])[None].repeat_interleave(4, dim=1)  # [1, 12, 2]
+    seen = []
+
+    def cost(actions):
+        seen.append(actions.shape)
+        return quadratic(target)(actions)
+
+    cfg = PlannerConfig(horizon=12, repeat=4, samples=200, elites=20, iterations=20, init_std=1.0, replan_every=4)
+    out = plan(cost, torch.zeros(1, 12, 2), cfg, g)
+    assert all(s[2] == 12 for s in seen)  # the cost always scores the whole horizon
+    assert out["mean"].shape == (1, 12, 2) and out["best"].shape == (1, 12, 2)
+    blocks = out["mean"].reshape(1, 3, 4, 2)
+    assert torch.equal(blocks, blocks[:, :, :1].expand_as(blocks))  # each action held 4 steps
+    assert (out["mean"] - target).abs().max() < 0.05
+    with pytest.raises(ValueError, match="multiple of planner.repeat"):
+        PlannerConfig(horizon=10, repeat=4)

@@ -214,3 +214,72 @@ def test_stay_term_trains_only_the_predictor_to_stand_still(data):
         opt.step()
         first = parts["loss_stay"].item() if first is None else first
     assert parts["loss_stay"].item() < 0.2 * first
+
+
+def test_rollouts_from_several_starts_and_the_blocked_weight():
+    from videojepa.training.world import _dist, blocked_moves, rollout_starts
+
+    assert rollout_starts(97, 8, 12) == [0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88]
+    assert rollout_starts(97, 8, 1) == [0] and rollout_starts(9, 8, 4) == [0] and rollout_starts(11, 8, 5) == [0, 1, 2]
+    states = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]])
+    actions = torch.tensor([[[1.0, 0.0], [1.5, 0.0], [0.1, 0.0]]])  # moved; pushed and stopped; barely asked
+    assert blocked_moves(actions, states).tolist() == [[False, True, False]]
+    assert blocked_moves(actions, None) is None
+    a, b = torch.zeros(1, 3, 2), torch.tensor([[[1.0, 1.0], [2.0, 2.0], [0.0, 0.0]]])
+    assert _dist(a, b, "mse", torch.tensor([[1.0, 3.0, 1.0]])).item() == pytest.approx((1 + 3 * 4) / 5)
+
+
+def test_world_losses_with_several_rollout_starts_average_the_single_start_losses(data):
+    import dataclasses
+
+    c = cfg(data, "model.encoder=conv", "loss.rollout=2")
+    torch.manual_seed(0)
+    m = WorldModel(c.model)
+    ds = load_trajectories(data)
+    bt = ds.sample(3, 6, np.random.default_rng(0))
+    z = m.encode(torch.from_numpy(bt["frames"])).detach()
+    acts, st = torch.from_numpy(bt["actions"]), torch.from_numpy(bt["states"])
+    lc = dataclasses.replace(c.loss, rollout_starts=4)  # window 6, rollout 2: starts 0..3
+    _, parts, _ = world_losses(m, z, acts, st, lc, 64.0)
+    single = [world_losses(m, z[:, s:], acts[:, s:], st[:, s:], c.loss, 64.0)[1]["loss_rollout"] for s in range(4)]
+    assert parts["loss_rollout"].item() == pytest.approx(torch.stack(single).mean().item(), rel=1e-5)
+    from videojepa.training.world import blocked_moves
+
+    st, acts = st.clone(), acts.clone()
+    st[0, 3], acts[0, 2] = st[0, 2], torch.tensor([1.5, 0.0])  # one push the data shows stopped, for sure
+    stopped = blocked_moves(acts, st)
+    assert stopped[0, 2]
+    lw = dataclasses.replace(c.loss, blocked=3.0)
+    _, pw, _ = world_losses(m, z, acts, st, lw, 64.0)
+    tf = (m.step(z[:, :-1], acts) - z[:, 1:]).pow(2).mean(-1)
+    w = 1 + 3.0 * stopped.float()
+    assert pw["loss_tf"].item() == pytest.approx(((tf * w).sum() / w.sum()).item(), rel=1e-5)
+
+
+def test_scene_loss_rewards_codes_shared_within_an_episode(data, tmp_path, one_thread):
+    from videojepa.training.world import scene_loss
+
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randn(6, 1, 8, generator=g).expand(6, 5, 8)
+    shared = scene_loss(codes + 0.01 * torch.randn(6, 5, 8, generator=g))
+    assert shared.item() == pytest.approx(np.log(4), abs=0.05)  # the bound: all mass on the 4 other frames
+    assert scene_loss(torch.randn(6, 5, 8, generator=g)).item() > shared.item() + 1.0
+    # two windows of one episode: with their ids they are positives of each other, not negatives
+    noise = 0.01 * torch.randn(6, 5, 8, generator=g)
+    twin = torch.cat([codes[:1], codes[:1], codes[2:]]) + noise  # windows 0 and 1 coded alike
+    apart = codes + noise  # windows 0 and 1 coded differently
+    ids = torch.tensor([3, 3, 1, 2, 4, 5])
+    assert scene_loss(twin, episodes=ids).item() < scene_loss(apart, episodes=ids).item() - 0.5
+    assert scene_loss(twin).item() > scene_loss(apart).item() + 0.1  # without the ids they would be pushed apart
+    with pytest.raises(ConfigError, match="loss.scene"):
+        cfg(data, "model.scene_dim=8")
+    with pytest.raises(ConfigError, match="trained encoder"):
+        cfg(data, "model.scene_dim=8", "loss.scene=1", "model.encoder=pixels")
+    c = cfg(data, "model.encoder=conv", "model.scene_dim=8", "loss.scene=1")
+    tr = WorldTrainer(c, tmp_path / "run", progress=False)
+    tr.fit()
+    m, _, _ = load_world(tmp_path / "run")
+    assert m.scene is not None and "scene" in m.parts
+    hist = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    col = hist[0].split(",").index("loss_scene")
+    assert all(float(r.split(",")[col]) > 0 for r in hist[1:])

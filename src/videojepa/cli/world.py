@@ -130,6 +130,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--elites", type=int, default=10, help="best candidates refitted (default 10)")
     p.add_argument("--iterations", type=int, default=4, help="CEM / MPPI iterations per replan (default 4)")
     p.add_argument("--replan-every", type=int, default=4)
+    p.add_argument("--repeat", type=int, default=1,
+                   help="hold each sampled action for this many steps (horizon / repeat free actions: a smaller "
+                        "search space for long horizons; default 1)")
     p.add_argument("--no-warm-start", action="store_true")
     p.add_argument("--seed", type=int, default=0, help="planner sampling seed (episodes are fixed: seeds 0..N-1)")
     p.add_argument("--out", default=None, help="folder for results.json, episodes.gif, energy.png "
@@ -269,7 +272,7 @@ def _run_plan(a) -> int:
     try:
         pcfg = PlannerConfig(method=a.method, horizon=a.horizon, samples=a.samples, elites=a.elites,
                              iterations=a.iterations, energy=a.energy, reduce=a.reduce, replan_every=a.replan_every,
-                             warm_start=not a.no_warm_start)
+                             warm_start=not a.no_warm_start, repeat=a.repeat)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

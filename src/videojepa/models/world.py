@@ -43,7 +43,9 @@ class WorldModelConfig:
     ``vit_overrides`` build the random one. ``vit_pool``: the token grid kept per frame (``pool x pool`` tokens).
     ``hidden``: predictor MLP width; ``predictor_depth``: its hidden layers. ``action_dim`` / ``state_dim``:
     from the data. ``action_scale``: actions are divided by it before the predictor (the env's max step).
-    ``metric_dim``: width of the temporal-distance head (0: none); ``metric_hidden``: its MLP width."""
+    ``metric_dim``: width of the temporal-distance head (0: none); ``metric_hidden``: its MLP width (and the scene
+    head's). ``scene_dim``: width of the scene head (0: none), a projection the same-episode contrastive term
+    (``loss.scene``) trains so that the latent holds what stays fixed along an episode (the layout)."""
 
     encoder: str = "conv"
     dim: int = 128
@@ -62,6 +64,7 @@ class WorldModelConfig:
     probe_hidden: int = 256
     metric_dim: int = 0
     metric_hidden: int = 256
+    scene_dim: int = 0
     action_dim: int = 2
     state_dim: int = 2
     action_scale: float = 2.0
@@ -83,6 +86,8 @@ class WorldModelConfig:
             raise ValueError(f"model.action_scale must be > 0, got {self.action_scale}")
         if self.img_size % self.pixel_pool:
             raise ValueError(f"model.pixel_pool {self.pixel_pool} does not divide model.img_size {self.img_size}")
+        if self.scene_dim < 0:
+            raise ValueError(f"model.scene_dim must be >= 0, got {self.scene_dim}")
         if self.metric_dim < 0 or self.metric_hidden < 1:
             raise ValueError(f"model.metric_dim must be >= 0 and model.metric_hidden >= 1, got {self.metric_dim}, "
                              f"{self.metric_hidden}")
@@ -233,6 +238,7 @@ class WorldModel(nn.Module):
             self.idm.requires_grad_(False)
         self.probe = _mlp(d, cfg.probe_hidden, max(cfg.state_dim, 1))
         self.metric = _mlp(d, cfg.metric_hidden, cfg.metric_dim) if cfg.metric_dim else None
+        self.scene = _mlp(d, cfg.metric_hidden, cfg.scene_dim) if cfg.scene_dim else None
         self.register_buffer("action_scale", torch.tensor(float(cfg.action_scale)), persistent=False)
         self.register_buffer("state_scale", torch.tensor(float(cfg.img_size)), persistent=False)
 
@@ -244,7 +250,8 @@ class WorldModel(nn.Module):
     @property
     def parts(self) -> tuple[str, ...]:
         """The sub-modules a checkpoint holds, one state dict each."""
-        return ("encoder", "predictor", "idm", "probe") + (("metric",) if self.metric is not None else ())
+        return ("encoder", "predictor", "idm", "probe") + (("metric",) if self.metric is not None else ()) \
+            + (("scene",) if self.scene is not None else ())
 
     @property
     def encoder_trains(self) -> bool:

@@ -39,6 +39,7 @@ class PlannerConfig:
     reduce: str = "sum"  # sum over the horizon | last step
     replan_every: int = 4
     warm_start: bool = True
+    repeat: int = 1  # each sampled action is held for `repeat` steps: horizon / repeat free actions per plan
 
     def __post_init__(self) -> None:
         if self.method not in ("cem", "mppi"):
@@ -47,11 +48,13 @@ class PlannerConfig:
             raise ValueError(f"planner.energy must be 'l1', 'l2' or 'metric', got {self.energy!r}")
         if self.reduce not in ("sum", "last"):
             raise ValueError(f"planner.reduce must be 'sum' or 'last', got {self.reduce!r}")
-        for k in ("horizon", "samples", "elites", "iterations", "replan_every"):
+        for k in ("horizon", "samples", "elites", "iterations", "replan_every", "repeat"):
             if int(getattr(self, k)) < 1:
                 raise ValueError(f"planner.{k} must be >= 1, got {getattr(self, k)}")
         if self.elites > self.samples:
             raise ValueError(f"planner.elites {self.elites} > planner.samples {self.samples}")
+        if self.horizon % self.repeat:
+            raise ValueError(f"planner.horizon {self.horizon} is not a multiple of planner.repeat {self.repeat}")
         if self.replan_every > self.horizon:
             raise ValueError(f"planner.replan_every {self.replan_every} > planner.horizon {self.horizon}")
         if not 0 <= self.momentum < 1:
@@ -111,6 +114,14 @@ def plan(cost_fn: CostFn, mean: torch.Tensor, cfg: PlannerConfig, gen: torch.Gen
 
     Returns ``mean`` (the plan), ``best`` / ``best_cost`` (the lowest-cost sequence sampled) and ``costs`` (the
     mean elite cost per iteration, ``[iterations, E]``)."""
+    r = cfg.repeat
+    if r > 1:  # search over horizon / r actions, each held r steps
+        full_cost, mean = cost_fn, mean[:, ::r]
+        std = None if std is None else std[:, ::r]
+
+        def cost_fn(actions: torch.Tensor) -> torch.Tensor:
+            return full_cost(actions.repeat_interleave(r, dim=2))
+
     std = torch.full_like(mean, cfg.init_std) if std is None else std
     mean = clip_norm(mean, cfg.max_norm)
     best = mean.clone()
@@ -126,6 +137,8 @@ def plan(cost_fn: CostFn, mean: torch.Tensor, cfg: PlannerConfig, gen: torch.Gen
         better = top_c < best_cost
         best[better], best_cost[better] = top[better], top_c[better]
         history.append(torch.topk(costs, cfg.elites, dim=1, largest=False)[0].mean(1))
+    if r > 1:
+        mean, std, best = (x.repeat_interleave(r, dim=1) for x in (mean, std, best))
     return {"mean": mean, "std": std, "best": best, "best_cost": best_cost, "costs": torch.stack(history)}
 
 

@@ -58,7 +58,8 @@ __all__ = ["WorldConfig", "WorldTrainer", "WORLD_FORMAT", "WORLD_COLUMNS", "load
 
 WORLD_FORMAT = "videojepa-world/1"
 WORLD_COLUMNS = ["step", "loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm",
-                 "loss_probe", "loss_metric", "loss_metric_rollout", "loss_stay", "lr", "grad_norm", "clips_per_s",
+                 "loss_probe", "loss_metric", "loss_metric_rollout", "loss_stay", "loss_scene", "lr", "grad_norm",
+                 "clips_per_s",
                  "elapsed_s", "z_std", "z_erank", "probe_err_px", "rollout_err_px", "val_rollout", "val_metric",
                  "samples_skipped"]
 
@@ -90,7 +91,14 @@ class WLossSection:
     ``cov_norm``: ``dim`` (VICReg: the squared off-diagonal covariances summed over ``D``) or ``pairs`` (eb_jepa's
     form: their mean over the ``D (D - 1)`` pairs, ``D - 1`` times weaker at the same coefficient). ``dim`` is the
     default: with ``pairs`` and batches of 32-64 windows the conv encoder encoded the layout and not the agent
-    (held-out position probe 19-20 px after 250-500 steps against 3.7 px with ``dim``; bench/RESULTS_planning.md)."""
+    (held-out position probe 19-20 px after 250-500 steps against 3.7 px with ``dim``; bench/RESULTS_planning.md).
+
+    ``rollout_starts``: the ``rollout``-step auto-regressive loss from this many frames spread over the window
+    (batched; 1: from its first frame only). ``blocked``: extra weight on the transitions the data shows stopped
+    (the state did not move although the action asked to: walls), in the teacher-forcing and rollout losses;
+    needs states. Without either, the conv world models imagined the agent walking through walls
+    (bench/world_wall_check.py). ``scene``: the same-episode
+    contrastive term (:func:`scene_loss`, with ``model.scene_dim > 0``), at ``scene_temperature``."""
 
     distance: str = "mse"
     teacher_forcing: float = 1.0
@@ -105,18 +113,26 @@ class WLossSection:
     metric_expectile: float = 0.1
     metric_rollout: float = 0.0
     stay: float = 0.0
+    rollout_starts: int = 1
+    blocked: float = 0.0
+    scene: float = 0.0
+    scene_temperature: float = 0.1
 
     def __post_init__(self) -> None:
         if self.distance not in ("l1", "mse"):
             raise ConfigError(f"loss.distance must be 'l1' or 'mse', got {self.distance!r}")
         if self.rollout < 0:
             raise ConfigError(f"loss.rollout must be >= 0, got {self.rollout}")
+        if self.scene_temperature <= 0:
+            raise ConfigError(f"loss.scene_temperature must be > 0, got {self.scene_temperature}")
+        if self.rollout_starts < 1:
+            raise ConfigError(f"loss.rollout_starts must be >= 1, got {self.rollout_starts}")
         if self.cov_norm not in ("pairs", "dim"):
             raise ConfigError(f"loss.cov_norm must be 'pairs' or 'dim', got {self.cov_norm!r}")
         if not 0 < self.metric_expectile < 1:
             raise ConfigError(f"loss.metric_expectile must be in (0, 1), got {self.metric_expectile}")
         for k in ("teacher_forcing", "std", "cov", "time", "idm", "std_margin", "metric", "metric_rollout",
-                  "stay"):
+                  "stay", "blocked", "scene"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"loss.{k} must be >= 0, got {getattr(self, k)}")
         if self.rollout == 0 and self.teacher_forcing == 0:
@@ -171,6 +187,11 @@ class WorldConfig:
         if (self.loss.metric > 0) != (self.model.metric_dim > 0):
             raise ConfigError(f"loss.metric={self.loss.metric} and model.metric_dim={self.model.metric_dim}: the "
                               "temporal-distance term needs its head and the head needs the term (set both or neither)")
+        if (self.loss.scene > 0) != (self.model.scene_dim > 0):
+            raise ConfigError(f"loss.scene={self.loss.scene} and model.scene_dim={self.model.scene_dim}: the "
+                              "same-episode term needs its head and the head needs the term (set both or neither)")
+        if self.loss.scene > 0 and self.model.encoder != "conv":
+            raise ConfigError("loss.scene shapes the encoder: it needs a trained encoder (model.encoder=conv)")
         if self.loss.stay > 0 and self.model.predictor == "ac":
             raise ConfigError("loss.stay applies to the latent-step predictors (mlp); the 'ac' predictor's steps "
                               "also read the proprioceptive state, which a zero action does not define")
@@ -199,8 +220,34 @@ def load_world_config(path: str | Path | None = None, overrides: list[str] | Non
 
 
 # ------------------------------------------------------------------------------------------------- losses
-def _dist(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
-    return (a - b).abs().mean() if kind == "l1" else (a - b).pow(2).mean()
+def _dist(a: torch.Tensor, b: torch.Tensor, kind: str, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean L1 / squared distance; ``weight`` (broadcast over all dims but the last) makes it a weighted mean
+    over the leading positions."""
+    d = (a - b).abs() if kind == "l1" else (a - b).pow(2)
+    if weight is None:
+        return d.mean()
+    w = weight.expand(d.shape[:-1])
+    return (d.mean(-1) * w).sum() / w.sum()
+
+
+def blocked_moves(actions: torch.Tensor, states: torch.Tensor | None, min_action: float = 0.2,
+                  eps: float = 1e-6) -> torch.Tensor | None:
+    """``[B, T-1]`` bool: transitions the data shows stopped (the state did not move although the action asked
+    for at least ``min_action``): collisions with a wall or the border. ``None`` without states."""
+    if states is None or states.shape[-1] == 0:
+        return None
+    moved = (states[:, 1:] - states[:, :-1]).norm(dim=-1)
+    return (actions.norm(dim=-1) >= min_action) & (moved <= eps)
+
+
+def rollout_starts(t: int, r: int, n: int) -> list[int]:
+    """``n`` start frames spread evenly over a window of ``t`` frames for rollouts of ``r`` steps (fewer when the
+    window is short): ``[0]`` for ``n = 1``."""
+    last = t - 1 - r
+    if last <= 0 or n == 1:
+        return [0]
+    n = min(n, last + 1)
+    return sorted({round(i * last / (n - 1)) for i in range(n)})
 
 
 def vc_terms(z: torch.Tensor, margin: float = 1.0, cov_norm: str = "dim") -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,8 +277,27 @@ def metric_loss(phi: torch.Tensor, expectile: float = 0.1) -> torch.Tensor:
     return (w * u.pow(2)).mean()
 
 
+def scene_loss(s: torch.Tensor, temperature: float = 0.1, episodes: torch.Tensor | None = None) -> torch.Tensor:
+    """Same-episode contrastive term (supervised-contrastive form, the episode as the label): ``s`` ``[B, T, K]``
+    (the scene head's outputs for ``T`` frames of ``B`` windows from different episodes); every frame's positives
+    are the other frames of its window, its negatives the frames of the other windows. What frames of one episode
+    share and other episodes do not is the scene: with layouts drawn per episode, the wall and the door, which
+    nothing else in the losses asks the latent to hold (the agent's position varies within an episode too). Needs
+    no labels: episode boundaries are in every trajectory dataset. ``episodes`` ``[B]``: the windows' episode ids
+    (two windows of one episode are positives of each other); default: all different."""
+    b, t, _ = s.shape
+    f = F.normalize(s.reshape(b * t, -1), dim=-1)
+    sim = (f @ f.T) / temperature
+    eye = torch.eye(b * t, dtype=torch.bool, device=s.device)
+    sim = sim.masked_fill(eye, float("-inf"))
+    logp = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    ep = (torch.arange(b) if episodes is None else episodes.reshape(b).cpu()).to(s.device).repeat_interleave(t)
+    pos = (ep[:, None] == ep[None, :]) & ~eye
+    return -(logp.masked_fill(~pos, 0.0).sum(1) / pos.sum(1).clamp_min(1)).mean()
+
+
 def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, states: torch.Tensor | None,
-                 loss, state_scale: float) -> tuple[torch.Tensor, dict, dict]:
+                 loss, state_scale: float, episodes: torch.Tensor | None = None) -> tuple[torch.Tensor, dict, dict]:
     """``z`` ``[B, T, D]`` (normalised latents of the window), actions ``[B, T-1, A]``, states ``[B, T, S]``."""
     b, t, d = z.shape
     parts: dict = {}
@@ -247,13 +313,24 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
         parts["loss_tf"], parts["loss_rollout"] = tf_loss, ro_loss
         total = total + loss.teacher_forcing * tf_loss + (ro_loss if r > 0 else 0.0)
     else:
+        stopped = blocked_moves(actions, states) if loss.blocked > 0 else None
+        w = None if stopped is None else 1.0 + loss.blocked * stopped.to(z.dtype)  # [B, T-1]
         if loss.teacher_forcing > 0:
             tf = model.step(z[:, :-1], actions)
-            parts["loss_tf"] = _dist(tf, z[:, 1:], loss.distance)
+            parts["loss_tf"] = _dist(tf, z[:, 1:], loss.distance, w)
             total = total + loss.teacher_forcing * parts["loss_tf"]
         if r > 0:
             pred = model.rollout(z[:, 0], actions[:, :r])
-            parts["loss_rollout"] = _dist(pred, z[:, 1:r + 1], loss.distance)
+            starts = rollout_starts(t, r, loss.rollout_starts)
+            if len(starts) == 1:
+                parts["loss_rollout"] = _dist(pred, z[:, 1:r + 1], loss.distance, None if w is None else w[:, :r])
+            else:  # more rollouts, from frames spread over the window (the first one is `pred`), batched
+                idx = torch.tensor(starts[1:], device=z.device)[:, None] + torch.arange(r + 1, device=z.device)
+                more = model.rollout(z[:, idx[:, 0]].reshape(-1, d), actions[:, idx[:, :-1]].reshape(-1, r, actions.shape[-1]))
+                preds = torch.cat([pred[:, None], more.reshape(b, len(starts) - 1, r, d)], 1)  # [B, S, r, D]
+                idx = torch.cat([torch.arange(r + 1, device=z.device)[None], idx])
+                ws = None if w is None else w[:, idx[:, :-1]]
+                parts["loss_rollout"] = _dist(preds, z[:, idx[:, 1:]], loss.distance, ws)
             total = total + parts["loss_rollout"]
         if loss.stay > 0:  # a zero action leaves the latent where it is; only the predictor answers for it
             still = z.detach()
@@ -280,6 +357,9 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
             gap = (phi_pred - phi[:, 1:r + 1].detach()).pow(2).sum(-1).mean() / (t - 1) ** 2
             parts["loss_metric_rollout"] = gap
             total = total + loss.metric * loss.metric_rollout * gap
+    if model.scene is not None and loss.scene > 0 and b > 1:
+        parts["loss_scene"] = scene_loss(model.scene(z), loss.scene_temperature, episodes)
+        total = total + loss.scene * parts["loss_scene"]
     if states is not None and states.shape[-1] > 0:
         parts["loss_probe"] = F.mse_loss(model.read_state(z.detach()), states / state_scale)
         total = total + parts["loss_probe"]
@@ -293,7 +373,7 @@ class WorldTrainer(Engine):
     PARTS = ("encoder", "predictor", "idm", "probe")  # the WorldModel's sub-modules (+ "metric" when it has one)
     METRIC_COLUMNS = WORLD_COLUMNS
     ACC_KEYS = ("loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm", "loss_probe",
-                "loss_metric", "loss_metric_rollout", "loss_stay")
+                "loss_metric", "loss_metric_rollout", "loss_stay", "loss_scene")
 
     def __init__(self, cfg: WorldConfig, out_dir: str | Path, *, resume: str | None = "auto", progress: bool = True,
                  device: str | None = None, env: DistEnv | None = None, data: TrajectoryDataset | None = None) -> None:
@@ -369,7 +449,8 @@ class WorldTrainer(Engine):
         win = self.data.windows(eps, starts, w, frames=self.feats is None)
         clips = win["frames"] if self.feats is None else self.feats[torch.from_numpy(self.data.frame_index(eps, starts, w))]
         return {"clips": torch.as_tensor(clips), "actions": torch.from_numpy(win["actions"]),
-                "states": torch.from_numpy(win["states"]), "step": step, "skipped": []}
+                "states": torch.from_numpy(win["states"]), "episodes": torch.from_numpy(np.asarray(eps)), "step": step,
+                "skipped": []}
 
     def _loader(self):
         for s in range(self.step, self.max_steps):
@@ -415,7 +496,8 @@ class WorldTrainer(Engine):
         z = self.latents(batch)
         a = batch["actions"].to(self.device)
         s = batch["states"].to(self.device)
-        loss, parts, out = world_losses(self.model, z, a, s, self.cfg.loss, self.state_scale)
+        loss, parts, out = world_losses(self.model, z, a, s, self.cfg.loss, self.state_scale,
+                                        episodes=batch.get("episodes"))
         out["states"] = s
         return loss, {k: v.item() for k, v in parts.items()}, out
 

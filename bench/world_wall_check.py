@@ -1,0 +1,114 @@
+"""Does a world model's imagination respect the wall? Pushing into it, imagined against real.
+
+    python bench/world_wall_check.py --world runs/planning_bench/world-conv-metric-4k [--energy metric]
+
+On opposite-room evaluation episodes (random layouts) whose start is level with the wall and not with the door, the
+agent pushes straight at the wall (1.5 px per step, 24 steps): the true dynamics stop it at the wall. Read off the
+world model: the position its state probe gives the imagined latents (against the true one, and the share of
+episodes the imagination puts on the far side of the wall), and the energy to the goal, real frames against
+imagined latents. A model that walks through walls in imagination shows its planner a straight road to a goal in
+the other room, and the agent ends against the wall.
+
+Then what the latent holds: MLP probes (two hidden layers of 256, 1500 Adam steps, on 75% of ~3,600 random frames:
+random layouts, agent anywhere off the wall; error on the other 25%) read the agent's position, the wall's x and the
+door's y from the latents. A model that does not hold the door cannot know where the wall stops it. Prints two
+tables; figures in bench/RESULTS_planning.md.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from videojepa.envs.two_rooms import TwoRoomsConfig, eval_episodes, move, render
+from videojepa.training.world import load_world
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--world", required=True)
+    ap.add_argument("--energy", default="metric", choices=("l2", "l1", "metric"))
+    ap.add_argument("--episodes", type=int, default=100, help="evaluation episodes to draw from (default 100)")
+    a = ap.parse_args()
+    m, _, _ = load_world(a.world)
+    env = TwoRoomsConfig(layout="random")
+    eps = eval_episodes(a.episodes, env, task="opposite")
+    lay = eps.layout
+    keep = np.abs(eps.start[:, 1] - lay[:, 1]) > lay[:, 2] + 3  # level with the wall, not with the door
+    start, goal, lay = eps.start[keep], eps.goal[keep], lay[keep]
+    n, steps, ks = len(start), 24, (1, 4, 8, 16, 24)
+    side = np.sign(lay[:, 0] - start[:, 0])  # +1: the wall is to the right
+    acts = np.zeros((n, steps, 2))
+    acts[:, :, 0] = 1.5 * side[:, None]
+    p, real = start.copy(), []
+    for k in range(steps):
+        p = move(p, acts[:, k], lay, env)
+        real.append(p.copy())
+    real = np.stack(real, 1)  # [n, steps, 2]
+    scale = 64.0
+    with torch.no_grad():
+        z0 = m.encode(torch.from_numpy(render(start, lay, env)))
+        zi = m.rollout(z0, torch.from_numpy(acts).float())
+        frames = render(real.reshape(-1, 2), np.repeat(lay, steps, 0), env)
+        zr = m.encode(torch.from_numpy(frames)).reshape(n, steps, -1)
+        zg = m.encode(torch.from_numpy(render(goal, lay, env)))
+        xi = (m.read_state(zi) * scale).numpy()
+        xr = (m.read_state(zr) * scale).numpy()
+        e_real = m.distance(zr, zg[:, None], a.energy).numpy()
+        e_imag = m.distance(zi, zg[:, None], a.energy).numpy()
+        e0 = m.distance(z0, zg, a.energy).numpy()
+    through = (np.sign(lay[:, None, 0] - xi[..., 0]) != side[:, None])  # imagined on the far side of the wall
+    print(f"# {a.world}, energy {a.energy}: {n} of {a.episodes} opposite-room episodes start level with the wall; "
+          f"the agent pushes at it, 1.5 px per step; mean over episodes (energy at the start {e0.mean():.2f})")
+    print("| steps | " + " | ".join(str(k) for k in ks) + " |")
+    print("|---|" + "---:|" * len(ks))
+    rows = (("true x distance moved (px)", np.abs(real[..., 0] - start[:, None, 0])),
+            ("imagined x distance moved, state probe (px)", np.abs(xi[..., 0] - start[:, None, 0])),
+            ("probe on the real frames, x moved (px)", np.abs(xr[..., 0] - start[:, None, 0])),
+            ("imagined position error, probe vs truth (px)", np.linalg.norm(xi - real, axis=-1)),
+            ("share imagined past the wall (%)", 100.0 * through),
+            ("energy to the goal, real frames", e_real),
+            ("energy to the goal, imagined", e_imag))
+    for label, v in rows:
+        print(f"| {label} | " + " | ".join(f"{v[:, k - 1].mean():.2f}" for k in ks) + " |")
+    err, spread = layout_probe(m, env)
+    print("\n| MLP probe error (px), held-out frames | agent x | agent y | wall x | door y |\n|---|---:|---:|---:|---:|")
+    print("| this world model's latents | " + " | ".join(f"{e:.2f}" for e in err) + " |")
+    print("| predicting the mean (the targets' std) | " + " | ".join(f"{e:.1f}" for e in spread) + " |")
+
+
+def layout_probe(m, env: TwoRoomsConfig, n: int = 4000, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Held-out mean absolute error of an MLP probe from the latents to (agent x, agent y, wall x, door y)."""
+    rng = np.random.default_rng(seed)
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = env.lo, env.hi
+    wx = rng.integers(env.wall_x_range[0], env.wall_x_range[1] + 1, n).astype(float)
+    dy = rng.integers(env.door_y_range[0], env.door_y_range[1] + 1, n).astype(float)
+    lay = np.stack([wx, dy, np.full(n, float(env.door_half))], 1)
+    pos = rng.uniform(lo, hi, (n, 2))
+    ok = np.abs(pos[:, 0] - wx) > env.half_width + 1.5
+    lay, pos = lay[ok], pos[ok]
+    with torch.no_grad():
+        z = torch.cat([m.encode(torch.from_numpy(render(pos[i:i + 500], lay[i:i + 500], env)))
+                       for i in range(0, len(pos), 500)]).float()
+    y = torch.from_numpy(np.c_[pos, lay[:, :2]]).float()
+    mu, sd = y.mean(0), y.std(0)
+    k = int(0.75 * len(z))
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(z.shape[1], 256), torch.nn.GELU(), torch.nn.Linear(256, 256),
+                              torch.nn.GELU(), torch.nn.Linear(256, 4))
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    for _ in range(1500):
+        idx = torch.randint(0, k, (256,), generator=g)
+        loss = (net(z[idx]) - (y[idx] - mu) / sd).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        err = ((net(z[k:]) * sd + mu) - y[k:]).abs().mean(0)
+    return err.tolist(), sd.tolist()
+
+
+if __name__ == "__main__":
+    main()
