@@ -46,7 +46,7 @@ def main() -> None:
         p = move(p, acts[:, k], lay, env)
         real.append(p.copy())
     real = np.stack(real, 1)  # [n, steps, 2]
-    scale = 64.0
+    scale = float(m.state_scale)
     with torch.no_grad():
         z0 = m.encode(torch.from_numpy(render(start, lay, env)))
         zi = m.rollout(z0, torch.from_numpy(acts).float())

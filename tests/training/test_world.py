@@ -245,6 +245,9 @@ def test_world_losses_with_several_rollout_starts_average_the_single_start_losse
     assert parts["loss_rollout"].item() == pytest.approx(torch.stack(single).mean().item(), rel=1e-5)
     from videojepa.training.world import blocked_moves
 
+    for ov in ("loss.rollout_starts=4", "loss.blocked=1"):  # the 2-AC predictor has its own losses: refused, not ignored
+        with pytest.raises(ConfigError, match="mlp predictor"):
+            cfg(data, ov, "model.predictor=ac", "model.encoder=pixels")
     st, acts = st.clone(), acts.clone()
     st[0, 3], acts[0, 2] = st[0, 2], torch.tensor([1.5, 0.0])  # one push the data shows stopped, for sure
     stopped = blocked_moves(acts, st)

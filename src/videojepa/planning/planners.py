@@ -39,7 +39,8 @@ class PlannerConfig:
     reduce: str = "sum"  # sum over the horizon | last step
     replan_every: int = 4
     warm_start: bool = True
-    repeat: int = 1  # each sampled action is held for `repeat` steps: horizon / repeat free actions per plan
+    repeat: int = 1  # each sampled action held `repeat` steps: horizon / repeat free actions per plan (a warm start
+    # shifted by a replan_every that is not a multiple of it is resampled every `repeat` steps)
 
     def __post_init__(self) -> None:
         if self.method not in ("cem", "mppi"):

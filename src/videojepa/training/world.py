@@ -59,9 +59,8 @@ __all__ = ["WorldConfig", "WorldTrainer", "WORLD_FORMAT", "WORLD_COLUMNS", "load
 WORLD_FORMAT = "videojepa-world/1"
 WORLD_COLUMNS = ["step", "loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm",
                  "loss_probe", "loss_metric", "loss_metric_rollout", "loss_stay", "loss_scene", "lr", "grad_norm",
-                 "clips_per_s",
-                 "elapsed_s", "z_std", "z_erank", "probe_err_px", "rollout_err_px", "val_rollout", "val_metric",
-                 "samples_skipped"]
+                 "clips_per_s", "elapsed_s", "z_std", "z_erank", "probe_err_px", "rollout_err_px", "val_rollout",
+                 "val_metric", "samples_skipped"]
 
 
 @dataclass(frozen=True)
@@ -96,9 +95,10 @@ class WLossSection:
     ``rollout_starts``: the ``rollout``-step auto-regressive loss from this many frames spread over the window
     (batched; 1: from its first frame only). ``blocked``: extra weight on the transitions the data shows stopped
     (the state did not move although the action asked to: walls), in the teacher-forcing and rollout losses;
-    needs states. Without either, the conv world models imagined the agent walking through walls
-    (bench/world_wall_check.py). ``scene``: the same-episode
-    contrastive term (:func:`scene_loss`, with ``model.scene_dim > 0``), at ``scene_temperature``."""
+    needs states. Both apply to the ``mlp`` predictor. ``scene``: the same-episode contrastive term
+    (:func:`scene_loss`, with ``model.scene_dim > 0``), at ``scene_temperature``. The three were tried against an
+    imagination that walks through walls (bench/world_wall_check.py) and did not stop it at the scale measured
+    (bench/RESULTS_planning.md)."""
 
     distance: str = "mse"
     teacher_forcing: float = 1.0
@@ -192,6 +192,9 @@ class WorldConfig:
                               "same-episode term needs its head and the head needs the term (set both or neither)")
         if self.loss.scene > 0 and self.model.encoder != "conv":
             raise ConfigError("loss.scene shapes the encoder: it needs a trained encoder (model.encoder=conv)")
+        if (self.loss.rollout_starts > 1 or self.loss.blocked > 0) and self.model.predictor == "ac":
+            raise ConfigError("loss.rollout_starts and loss.blocked apply to the mlp predictor; the 'ac' predictor "
+                              "has its own teacher-forcing and rollout losses (V-JEPA 2-AC's)")
         if self.loss.stay > 0 and self.model.predictor == "ac":
             raise ConfigError("loss.stay applies to the latent-step predictors (mlp); the 'ac' predictor's steps "
                               "also read the proprioceptive state, which a zero action does not define")
@@ -291,7 +294,7 @@ def scene_loss(s: torch.Tensor, temperature: float = 0.1, episodes: torch.Tensor
     eye = torch.eye(b * t, dtype=torch.bool, device=s.device)
     sim = sim.masked_fill(eye, float("-inf"))
     logp = sim - torch.logsumexp(sim, dim=1, keepdim=True)
-    ep = (torch.arange(b) if episodes is None else episodes.reshape(b).cpu()).to(s.device).repeat_interleave(t)
+    ep = (torch.arange(b, device=s.device) if episodes is None else episodes.to(s.device)).repeat_interleave(t)
     pos = (ep[:, None] == ep[None, :]) & ~eye
     return -(logp.masked_fill(~pos, 0.0).sum(1) / pos.sum(1).clamp_min(1)).mean()
 
@@ -320,17 +323,14 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
             parts["loss_tf"] = _dist(tf, z[:, 1:], loss.distance, w)
             total = total + loss.teacher_forcing * parts["loss_tf"]
         if r > 0:
-            pred = model.rollout(z[:, 0], actions[:, :r])
-            starts = rollout_starts(t, r, loss.rollout_starts)
-            if len(starts) == 1:
-                parts["loss_rollout"] = _dist(pred, z[:, 1:r + 1], loss.distance, None if w is None else w[:, :r])
-            else:  # more rollouts, from frames spread over the window (the first one is `pred`), batched
-                idx = torch.tensor(starts[1:], device=z.device)[:, None] + torch.arange(r + 1, device=z.device)
-                more = model.rollout(z[:, idx[:, 0]].reshape(-1, d), actions[:, idx[:, :-1]].reshape(-1, r, actions.shape[-1]))
-                preds = torch.cat([pred[:, None], more.reshape(b, len(starts) - 1, r, d)], 1)  # [B, S, r, D]
-                idx = torch.cat([torch.arange(r + 1, device=z.device)[None], idx])
-                ws = None if w is None else w[:, idx[:, :-1]]
-                parts["loss_rollout"] = _dist(preds, z[:, idx[:, 1:]], loss.distance, ws)
+            # rollouts from every start frame at once; the first one (frame 0) is `pred`, which later terms read
+            starts = torch.tensor(rollout_starts(t, r, loss.rollout_starts), device=z.device)
+            idx = starts[:, None] + torch.arange(r + 1, device=z.device)  # [S, r + 1] frames of each rollout
+            preds = model.rollout(z[:, idx[:, 0]].reshape(-1, d), actions[:, idx[:, :-1]].flatten(0, 1))
+            preds = preds.reshape(b, len(starts), r, d)
+            pred = preds[:, 0]
+            ws = None if w is None else w[:, idx[:, :-1]]
+            parts["loss_rollout"] = _dist(preds, z[:, idx[:, 1:]], loss.distance, ws)
             total = total + parts["loss_rollout"]
         if loss.stay > 0:  # a zero action leaves the latent where it is; only the predictor answers for it
             still = z.detach()
@@ -357,7 +357,7 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
             gap = (phi_pred - phi[:, 1:r + 1].detach()).pow(2).sum(-1).mean() / (t - 1) ** 2
             parts["loss_metric_rollout"] = gap
             total = total + loss.metric * loss.metric_rollout * gap
-    if model.scene is not None and loss.scene > 0 and b > 1:
+    if model.scene is not None and loss.scene > 0:
         parts["loss_scene"] = scene_loss(model.scene(z), loss.scene_temperature, episodes)
         total = total + loss.scene * parts["loss_scene"]
     if states is not None and states.shape[-1] > 0:
@@ -370,7 +370,7 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
 class WorldTrainer(Engine):
     FORMAT = WORLD_FORMAT
     NAME = "world"
-    PARTS = ("encoder", "predictor", "idm", "probe")  # the WorldModel's sub-modules (+ "metric" when it has one)
+    PARTS = ("encoder", "predictor", "idm", "probe")  # the WorldModel's sub-modules (+ "metric", "scene" if present)
     METRIC_COLUMNS = WORLD_COLUMNS
     ACC_KEYS = ("loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm", "loss_probe",
                 "loss_metric", "loss_metric_rollout", "loss_stay", "loss_scene")
@@ -449,7 +449,7 @@ class WorldTrainer(Engine):
         win = self.data.windows(eps, starts, w, frames=self.feats is None)
         clips = win["frames"] if self.feats is None else self.feats[torch.from_numpy(self.data.frame_index(eps, starts, w))]
         return {"clips": torch.as_tensor(clips), "actions": torch.from_numpy(win["actions"]),
-                "states": torch.from_numpy(win["states"]), "episodes": torch.from_numpy(np.asarray(eps)), "step": step,
+                "states": torch.from_numpy(win["states"]), "episodes": torch.from_numpy(eps), "step": step,
                 "skipped": []}
 
     def _loader(self):
