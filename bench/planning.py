@@ -15,7 +15,9 @@ Stages, each cached (a stage whose output exists is not run again; delete its fo
    ``conv-metric`` (the same with a temporal-distance head, planned with ``--energy metric``), ``conv-metric-4k``
    (the same on 4000 long episodes for 3000 steps, with the null-action term), ``conv-scene`` (``conv-metric-4k``
    with rollouts from 12 frames of each window, the stopped moves weighted 5x, and the same-episode contrastive
-   term that asks the latent to hold the layout),
+   term that asks the latent to hold the layout), ``conv-map`` (the latent is the conv encoder's 8x8 feature map,
+   the predictor a residual CNN on it with the action broadcast to every cell, stopped moves weighted 5x; 2000
+   steps),
    ``pixels`` (pooled, frozen), ``vit-random`` (frozen random ViT), ``vit-vjepa`` (frozen V-JEPA-pretrained ViT),
    and ``vit-vjepa-ac`` (the same features with V-JEPA 2-AC's block-causal transformer predictor).
 4. ``videojepa plan`` on 50 fixed evaluation episodes, on the random-layout task and on the fixed layout, and on
@@ -49,6 +51,9 @@ WORLDS = {
     "conv-scene": ["model.encoder=conv", "model.metric_dim=64", "loss.metric=10", "loss.metric_rollout=3",
                    "loss.stay=1", "loss.rollout_starts=12", "loss.blocked=4", "model.scene_dim=32", "loss.scene=1",
                    "data.window=97", "data.batch_size=12", "data.val_episodes=32"],
+    "conv-map": ["model.encoder=conv_map", "model.predictor=conv", "model.hidden=32", "model.metric_dim=64",
+                 "loss.metric=10", "loss.metric_rollout=3", "loss.stay=1", "loss.blocked=4", "data.window=97",
+                 "data.batch_size=12", "data.val_episodes=32"],
     "pixels": ["model.encoder=pixels"],
     "vit-random": ["model.encoder=vit", "model.vit_init=random"],
     "vit-vjepa": ["model.encoder=vit", "model.vit_init={vjepa}"],
@@ -58,10 +63,10 @@ WORLDS = {
 }
 # world models trained on 97-frame episodes: their data folder, episodes and collection seed
 LONG = {"conv-metric": ("data-long", 1200, 0), "conv-metric-4k": ("data-long4k", 4000, 1),
-        "conv-scene": ("data-long4k", 4000, 1)}
-ENERGY_CHECK = {"conv", "conv-metric", "conv-metric-4k", "conv-scene"}  # their energy also planned on the true dynamics
-PLAN_ARGS = {w: ["--energy", "metric"] for w in ("conv-metric", "conv-metric-4k", "conv-scene")}  # not the default
-STEPS = {"conv": 3000, "conv-metric": 1000, "conv-metric-4k": 3000, "conv-scene": 3000, "pixels": 1000, "vit-random": 3000,
+        "conv-scene": ("data-long4k", 4000, 1), "conv-map": ("data-long4k", 4000, 1)}
+ENERGY_CHECK = {"conv", "conv-metric", "conv-metric-4k", "conv-scene", "conv-map"}  # their energy also planned on the true dynamics
+PLAN_ARGS = {w: ["--energy", "metric"] for w in ("conv-metric", "conv-metric-4k", "conv-scene", "conv-map")}  # not the default
+STEPS = {"conv": 3000, "conv-metric": 1000, "conv-metric-4k": 3000, "conv-scene": 3000, "conv-map": 2000, "pixels": 1000, "vit-random": 3000,
          "vit-vjepa": 3000, "vit-vjepa-ac": 600}
 FROZEN_LIMIT = 1000  # episodes whose frames a frozen ViT encodes (the cache of features), to bound the encoding time
 

@@ -7,7 +7,8 @@ agent pushes straight at the wall (1.5 px per step, 24 steps): the true dynamics
 world model: the position its state probe gives the imagined latents (against the true one, and the share of
 episodes the imagination puts on the far side of the wall), and the energy to the goal, real frames against
 imagined latents. A model that walks through walls in imagination shows its planner a straight road to a goal in
-the other room, and the agent ends against the wall.
+the other room, and the agent ends against the wall. One-step predictions from the real frame before each step tell
+whether the predictor knows the rule (a push into the wall moves nothing) or loses it as its rollout drifts.
 
 Then what the latent holds: MLP probes (two hidden layers of 256, 1500 Adam steps, on 75% of ~3,600 random frames:
 random layouts, agent anywhere off the wall; error on the other 25%) read the agent's position, the wall's x and the
@@ -30,6 +31,7 @@ def main() -> None:
     ap.add_argument("--world", required=True)
     ap.add_argument("--energy", default="metric", choices=("l2", "l1", "metric"))
     ap.add_argument("--episodes", type=int, default=100, help="evaluation episodes to draw from (default 100)")
+    ap.add_argument("--no-layout", action="store_true", help="skip the probes of what the latent holds")
     a = ap.parse_args()
     m, _, _ = load_world(a.world)
     env = TwoRoomsConfig(layout="random")
@@ -58,6 +60,14 @@ def main() -> None:
         e_real = m.distance(zr, zg[:, None], a.energy).numpy()
         e_imag = m.distance(zi, zg[:, None], a.energy).numpy()
         e0 = m.distance(z0, zg, a.energy).numpy()
+        # one step from the *real* frame before: does the predictor know the rule, or does it lose it by drifting?
+        zprev = torch.cat([z0[:, None], zr[:, :-1]], 1)
+        z1 = m.step(zprev, torch.from_numpy(acts).float())
+        x1 = (m.read_state(z1) * scale).numpy()
+        mse_pred = (z1 - zr).pow(2).mean(-1).numpy()  # the one-step error in the latent, against standing still
+        mse_id = (zprev - zr).pow(2).mean(-1).numpy()
+    prev = np.concatenate([start[:, None], real[:, :-1]], 1)
+    xprev = np.concatenate([(m.read_state(z0[:, None]) * scale).detach().numpy(), xr[:, :-1]], 1)
     through = (np.sign(lay[:, None, 0] - xi[..., 0]) != side[:, None])  # imagined on the far side of the wall
     print(f"# {a.world}, energy {a.energy}: {n} of {a.episodes} opposite-room episodes start level with the wall; "
           f"the agent pushes at it, 1.5 px per step; mean over episodes (energy at the start {e0.mean():.2f})")
@@ -68,10 +78,24 @@ def main() -> None:
             ("probe on the real frames, x moved (px)", np.abs(xr[..., 0] - start[:, None, 0])),
             ("imagined position error, probe vs truth (px)", np.linalg.norm(xi - real, axis=-1)),
             ("share imagined past the wall (%)", 100.0 * through),
+            ("this step alone, true x move (px)", np.abs(real[..., 0] - prev[..., 0])),
+            ("this step alone from the real frame before, predicted x move, probe (px)",
+             np.abs(x1[..., 0] - xprev[..., 0])),
             ("energy to the goal, real frames", e_real),
             ("energy to the goal, imagined", e_imag))
     for label, v in rows:
         print(f"| {label} | " + " | ".join(f"{v[:, k - 1].mean():.2f}" for k in ks) + " |")
+    at = np.abs(real[..., 0] - prev[..., 0]) < 1e-6  # steps the wall stopped: true move 0
+    free = np.abs(real[..., 0] - prev[..., 0]) > 1.4
+    one = np.abs(x1[..., 0] - xprev[..., 0])
+    print(f"\none step from a real frame, probe-read x move: pushing into the wall (true 0 px) {one[at].mean():.2f} px "
+          f"over {int(at.sum())} steps; free moves (true 1.50 px) {one[free].mean():.2f} px over {int(free.sum())} steps")
+    print(f"one-step latent error (mean squared, per dimension): free moves predictor {mse_pred[free].mean():.4f} vs "
+          f"'nothing moves' {mse_id[free].mean():.4f}; pushes the wall stopped: predictor {mse_pred[at].mean():.4f} "
+          f"('nothing moves' is exact there). A predictor whose error exceeds a whole step's change cannot show a "
+          f"collision, which is one step's change")
+    if a.no_layout:
+        return
     err, spread = layout_probe(m, env)
     print("\n| MLP probe error (px), held-out frames | agent x | agent y | wall x | door y |\n|---|---:|---:|---:|---:|")
     print("| this world model's latents | " + " | ".join(f"{e:.2f}" for e in err) + " |")

@@ -35,9 +35,9 @@ def test_vc_terms_see_collapse():
     assert vc_terms(correlated)[1] == pytest.approx(7 * vc_terms(correlated, cov_norm="pairs")[1].item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("encoder", ["conv", "pixels"])
+@pytest.mark.parametrize("encoder", ["conv", "pixels", "conv_map"])
 def test_gradients_reach_what_trains(data, encoder):
-    c = cfg(data, f"model.encoder={encoder}").model
+    c = cfg(data, f"model.encoder={encoder}", *(["model.predictor=conv"] if encoder == "conv_map" else [])).model
     m = WorldModel(c)
     ds = load_trajectories(data)
     b = ds.sample(4, 6, np.random.default_rng(0))
@@ -46,7 +46,7 @@ def test_gradients_reach_what_trains(data, encoder):
                                   cfg(data).loss, 64.0)
     loss.backward()
     trained = {n.split(".")[0] for n, p in m.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
-    if encoder == "conv":
+    if encoder != "pixels":
         assert trained == {"encoder", "predictor", "idm", "probe"} and "loss_idm" in parts
     else:
         assert trained == {"predictor", "probe"} and "loss_std" not in parts  # no anti-collapse terms when frozen
@@ -70,9 +70,9 @@ def test_latents_are_normalised_and_rollout_is_autoregressive(data):
     assert torch.allclose(r.var(-1, unbiased=False), torch.ones(2, 5), atol=1e-3)
 
 
-@pytest.mark.parametrize("encoder", ["conv", "pixels", "vit"])
+@pytest.mark.parametrize("encoder", ["conv", "pixels", "vit", "conv_map"])
 def test_train_resume_and_load(data, tmp_path, encoder, one_thread):
-    ov = [f"model.encoder={encoder}"]
+    ov = [f"model.encoder={encoder}"] + (["model.predictor=conv", "model.channels=[8, 8, 8]"] if encoder == "conv_map" else [])
     if encoder == "vit":
         ov += ["model.vit_name=vit_nano_cpu", "model.vit_overrides={patch_size: 16, tubelet_size: 2, depth: 1}",
                "model.vit_pool=2"]
@@ -109,6 +109,58 @@ def test_config_errors(data):
         load_world_config(None, [f"data.path={data}", "planner.horizon=3"])
     with pytest.raises(ValueError, match="action"):
         WorldTrainer(cfg(data, "model.action_dim=7"), "/nonexistent/unused", progress=False)
+    with pytest.raises(ConfigError, match="predictor=conv works on a grid"):
+        cfg(data, "model.predictor=conv")  # the conv encoder's latent is one vector
+    with pytest.raises(ConfigError, match="frozen encoder"):
+        cfg(data, "model.encoder=conv_map", "model.predictor=ac")
+    with pytest.raises(ValueError, match="grid of tokens"):
+        WorldModel(cfg(data, "model.encoder=vit", "model.predictor=conv", "model.vit_pool=1").model,
+                   vit=_tiny_vit())
+
+
+def _tiny_vit():
+    from videojepa.models.registry import create_model
+
+    return create_model("vit_nano_cpu", patch_size=16, tubelet_size=2, depth=1)
+
+
+def test_vc_terms_per_token_on_a_grid_latent():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(64, 4, 3, generator=g)
+    z[:, 1, 2] = z[:, 1, 0] * 2  # one token's channels correlated; tokens 0 / 2 / 3 correlated with each other
+    z[:, 2] = z[:, 0]
+    z[:, 3] = -z[:, 0]
+    std, cov = vc_terms(z.flatten(1), tokens=4)
+    per_token = torch.stack([vc_terms(z[:, k])[1] for k in range(4)])
+    assert cov == pytest.approx(per_token.mean().item(), rel=1e-5)  # cross-token covariances are not penalised
+    assert std == pytest.approx(vc_terms(z.flatten(1))[0].item(), rel=1e-6)  # the hinge is on every dimension
+    assert vc_terms(z.flatten(1))[1] > 2 * cov  # the full covariance sees the copied tokens
+
+
+def test_conv_map_latent_and_conv_predictor_keep_the_geometry():
+    """The map latent is token-major (cell (i, j)'s channels together) and the conv predictor is translation
+    equivariant away from the border: a wrong reshape anywhere breaks both."""
+    from videojepa.models.world import ConvMapEncoder, ConvPredictor, WorldModelConfig
+
+    enc = ConvMapEncoder(WorldModelConfig(encoder="conv_map", predictor="conv", channels=(4, 4, 5)))
+    assert enc.grid == (8, 8) and enc.tokens == 64 and enc.dim == 320
+    x = torch.randn(2, 3, 64, 64)
+    fmap = enc.net(x)  # [2, 5, 8, 8]
+    assert torch.equal(enc(x).reshape(2, 8, 8, 5), fmap.permute(0, 2, 3, 1))
+    torch.manual_seed(0)
+    pred = ConvPredictor((12, 12), 5, 2, 8, 2)
+    for p in pred.parameters():  # the last convolution starts at zero (a first step of "no change"): randomise
+        torch.nn.init.normal_(p, std=0.3)
+    z = torch.zeros(1, 12, 12, 5)
+    z[0, 4:8, 4:7] = torch.randn(4, 3, 5)
+    a = torch.tensor([[0.5, -1.0]])
+    out = pred(z.flatten(1), a).reshape(12, 12, 5)
+    shifted = pred(torch.roll(z, 1, dims=1).flatten(1), a).reshape(12, 12, 5)  # one row down
+    # every cell whose 7x7 neighbourhood (three 3x3 convolutions) stays clear of the zero padding
+    assert torch.allclose(shifted[4:9, 3:9], out[3:8, 3:9], atol=1e-5)
+    assert not torch.allclose(shifted[3:8, 3:9], out[3:8, 3:9], atol=1e-3)
+    fresh = ConvPredictor((12, 12), 5, 2, 8, 2)
+    assert torch.equal(fresh(z.flatten(1), a), z.flatten(1))  # starts as the identity step
 
 
 def test_load_world_rejects_other_checkpoints(tmp_path):
@@ -246,7 +298,7 @@ def test_world_losses_with_several_rollout_starts_average_the_single_start_losse
     from videojepa.training.world import blocked_moves
 
     for ov in ("loss.rollout_starts=4", "loss.blocked=1"):  # the 2-AC predictor has its own losses: refused, not ignored
-        with pytest.raises(ConfigError, match="mlp predictor"):
+        with pytest.raises(ConfigError, match="mlp and conv predictors"):
             cfg(data, ov, "model.predictor=ac", "model.encoder=pixels")
     st, acts = st.clone(), acts.clone()
     st[0, 3], acts[0, 2] = st[0, 2], torch.tensor([1.5, 0.0])  # one push the data shows stopped, for sure

@@ -78,9 +78,10 @@ def add_parsers(sub) -> None:
     t = ws.add_parser("train", help="train a world model (resumable)",
                       description="Train an action-conditioned predictor (and a small encoder with anti-collapse terms, "
                                   "or on a frozen encoder: pooled pixels, a V-JEPA-pretrained or random ViT).",
-                      epilog="config keys (key=value): data.window, data.batch_size, model.encoder (conv|pixels|vit), "
-                             "model.vit_init, loss.rollout, loss.distance (l1|mse), loss.std/cov/time/idm, optim.lr, "
-                             "train.steps ...; --print-config shows them all.")
+                      epilog="config keys (key=value): data.window, data.batch_size, model.encoder "
+                             "(conv|conv_map|pixels|vit), model.predictor (mlp|conv|ac), model.vit_init, loss.rollout, "
+                             "loss.distance (l1|mse), loss.std/cov/time/idm, optim.lr, train.steps ...; --print-config "
+                             "shows them all.")
     t.add_argument("--data", default=None, help="trajectory folder or LeRobot dataset folder (data.path)")
     t.add_argument("--out", default=None, help="run directory (default runs/world/<encoder>)")
     t.add_argument("--config", default=None, help="YAML file with any of the sections data/model/loss/optim/train")

@@ -11,9 +11,17 @@ Encoders (``kind``):
 
 - ``conv``: a small convolutional encoder trained jointly with the predictor (eb_jepa's recipe needs the
   variance / covariance / temporal-smoothness / inverse-dynamics terms to keep it from collapsing);
+- ``conv_map``: the same convolutions without the final Linear: the latent is their last feature map, one token
+  per cell (8 x 8 cells of ``channels[-1]`` on 64 x 64 frames), so the geometry of the scene (where the wall and
+  the door are) stays where it is instead of competing with the agent for the dimensions of one vector;
 - ``pixels``: the frame itself, average-pooled (a fixed, parameter-free baseline);
 - ``vit``: a frozen video ViT (V-JEPA-pretrained, or a random init), each frame encoded alone (the frame repeated
   to fill a tubelet, as V-JEPA 2-AC does), patch tokens average-pooled to a ``pool x pool`` grid.
+
+Predictors (``predictor``): ``mlp`` (a residual MLP on the whole latent), ``conv`` (a residual convolutional net on
+the token grid with the action broadcast to every cell: each cell's next value is read off its neighbourhood, so a
+rule such as "the agent stops at a wall" is learned once for every place; for ``conv_map``, or a ``vit`` encoder's
+pooled token grid), ``ac`` (V-JEPA 2-AC's block-causal transformer, on frozen encoders).
 
 Every latent is layer-normed without affine parameters per token (V-JEPA 2-AC normalises its frozen features
 this way); the predictor's output is normalised the same way, so predictions and targets live on one sphere.
@@ -27,9 +35,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["WorldModelConfig", "WorldModel", "ConvEncoder", "PixelEncoder", "FrozenViTEncoder", "MLPPredictor",
-           "ENCODER_KINDS"]
+           "ConvPredictor", "ENCODER_KINDS", "TRAINED_ENCODERS", "PREDICTOR_KINDS"]
 
-ENCODER_KINDS = ("conv", "pixels", "vit")
+ENCODER_KINDS = ("conv", "conv_map", "pixels", "vit")
+TRAINED_ENCODERS = ("conv", "conv_map")
+PREDICTOR_KINDS = ("mlp", "conv", "ac")
 
 
 NO_METRIC_HEAD = ("energy 'metric' needs a world model trained with a temporal-distance head (model.metric_dim > 0 "
@@ -38,10 +48,12 @@ NO_METRIC_HEAD = ("energy 'metric' needs a world model trained with a temporal-d
 
 @dataclass(frozen=True)
 class WorldModelConfig:
-    """``encoder``: conv | pixels | vit. ``dim``: conv latent width. ``pixel_pool``: average-pool factor of the
+    """``encoder``: conv | conv_map | pixels | vit. ``dim``: conv latent width (``conv_map``: unused, the latent is
+    ``channels[-1]`` per cell of the last feature map). ``pixel_pool``: average-pool factor of the
     pixels baseline. ``vit_init``: for ``vit``, a checkpoint / weights path, or ``random``; ``vit_name`` and
     ``vit_overrides`` build the random one. ``vit_pool``: the token grid kept per frame (``pool x pool`` tokens).
-    ``hidden``: predictor MLP width; ``predictor_depth``: its hidden layers. ``action_dim`` / ``state_dim``:
+    ``predictor``: mlp | conv | ac. ``hidden``: predictor width (MLP units; ``conv``: channels);
+    ``predictor_depth``: its hidden layers. ``action_dim`` / ``state_dim``:
     from the data. ``action_scale``: actions are divided by it before the predictor (the env's max step).
     ``metric_dim``: width of the temporal-distance head (0: none); ``metric_hidden``: its MLP width (and the scene
     head's). ``scene_dim``: width of the scene head (0: none), a projection the same-episode contrastive term
@@ -71,11 +83,14 @@ class WorldModelConfig:
     img_size: int = 64
 
     def __post_init__(self) -> None:
-        if self.predictor not in ("mlp", "ac"):
-            raise ValueError(f"model.predictor must be 'mlp' or 'ac' (V-JEPA 2-AC's block-causal transformer), "
-                             f"got {self.predictor!r}")
-        if self.predictor == "ac" and self.encoder == "conv":
+        if self.predictor not in PREDICTOR_KINDS:
+            raise ValueError(f"model.predictor must be one of {PREDICTOR_KINDS} (ac: V-JEPA 2-AC's block-causal "
+                             f"transformer), got {self.predictor!r}")
+        if self.predictor == "ac" and self.encoder in TRAINED_ENCODERS:
             raise ValueError("model.predictor=ac trains on a frozen encoder (V-JEPA 2-AC): use model.encoder=vit or pixels")
+        if self.predictor == "conv" and self.encoder not in ("conv_map", "vit"):
+            raise ValueError(f"model.predictor=conv works on a grid of tokens: use model.encoder=conv_map or vit "
+                             f"(with model.vit_pool > 1), not {self.encoder!r}")
         if self.encoder not in ENCODER_KINDS:
             raise ValueError(f"model.encoder must be one of {ENCODER_KINDS}, got {self.encoder!r}")
         for k in ("dim", "hidden", "predictor_depth", "idm_hidden", "probe_hidden", "action_dim", "pixel_pool", "vit_pool",
@@ -114,6 +129,15 @@ def _frames_to_float(frames: torch.Tensor) -> torch.Tensor:
     return x.movedim(-1, -3) - 0.5
 
 
+def _conv_stack(channels: tuple[int, ...]) -> nn.Sequential:
+    c = (3,) + tuple(channels)
+    layers: list[nn.Module] = []
+    for i in range(len(c) - 1):
+        k = 4 if i < len(c) - 2 else 3
+        layers += [nn.Conv2d(c[i], c[i + 1], k, stride=2, padding=1), nn.GELU()]
+    return nn.Sequential(*layers)
+
+
 class ConvEncoder(nn.Module):
     """Three strided convolutions (``channels``; 64 -> 32 -> 16 -> 8), then Linear to ``dim``: trained jointly."""
 
@@ -122,12 +146,7 @@ class ConvEncoder(nn.Module):
 
     def __init__(self, cfg: WorldModelConfig) -> None:
         super().__init__()
-        c = (3,) + tuple(cfg.channels)
-        layers: list[nn.Module] = []
-        for i in range(len(c) - 1):
-            k = 4 if i < len(c) - 2 else 3
-            layers += [nn.Conv2d(c[i], c[i + 1], k, stride=2, padding=1), nn.GELU()]
-        self.net = nn.Sequential(*layers)
+        self.net = _conv_stack(cfg.channels)
         with torch.no_grad():
             n = self.net(torch.zeros(1, 3, cfg.img_size, cfg.img_size)).numel()
         self.fc = nn.Linear(n, cfg.dim)
@@ -135,6 +154,25 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, 3, H, W] -> [N, dim]
         return self.fc(self.net(x).flatten(1))
+
+
+class ConvMapEncoder(nn.Module):
+    """The same strided convolutions as :class:`ConvEncoder` without the Linear: the latent is the last feature map,
+    token-major (``[N, h * w * C]``: cell ``(i, j)``'s ``C`` channels at ``(i * w + j) * C``), trained jointly."""
+
+    trainable = True
+
+    def __init__(self, cfg: WorldModelConfig) -> None:
+        super().__init__()
+        self.net = _conv_stack(cfg.channels)
+        with torch.no_grad():
+            _, c, h, w = self.net(torch.zeros(1, 3, cfg.img_size, cfg.img_size)).shape
+        self.grid = (h, w)
+        self.tokens = h * w
+        self.dim = h * w * c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, 3, H, W] -> [N, h*w*C]
+        return self.net(x).flatten(2).transpose(1, 2).flatten(1)
 
 
 class PixelEncoder(nn.Module):
@@ -164,7 +202,8 @@ class FrozenViTEncoder(nn.Module):
         if cfg.img_size % p or (cfg.img_size // p) % pool:
             raise ValueError(f"model.vit_pool {pool} does not divide the ViT's token grid on {cfg.img_size}x"
                              f"{cfg.img_size} frames (patch {p})")
-        self.grid = (cfg.img_size // p, cfg.img_size // p)
+        self.vit_grid = (cfg.img_size // p, cfg.img_size // p)
+        self.grid = (pool, pool)
         self.pool = pool
         self.tokens = pool * pool
         self.token_dim = vit.cfg.embed_dim
@@ -182,7 +221,7 @@ class FrozenViTEncoder(nn.Module):
         x = ((x + 0.5) - self.mean) / self.std
         tok = self.vit(x)  # [N, H'*W', D] (a frame: one tubelet)
         n, _, d = tok.shape
-        tok = tok.transpose(1, 2).reshape(n, d, *self.grid)
+        tok = tok.transpose(1, 2).reshape(n, d, *self.vit_grid)
         tok = F.adaptive_avg_pool2d(tok, self.pool)  # [N, D, p, p]
         return tok.flatten(2).transpose(1, 2).flatten(1)  # [N, p*p*D], token-major
 
@@ -202,6 +241,32 @@ class MLPPredictor(nn.Module):
         return z + self.net(torch.cat([z, a], dim=-1))
 
 
+class ConvPredictor(nn.Module):
+    """``z_{t+1} = norm(z_t + CNN([z_t, a_t / scale]))`` on the token grid: ``depth`` hidden 3x3 convolutions of
+    ``hidden`` channels, the action broadcast to every cell as extra input channels, the last convolution started
+    at zero (the first step predicts "nothing changes")."""
+
+    def __init__(self, grid: tuple[int, int], channels: int, action_dim: int, hidden: int, depth: int) -> None:
+        super().__init__()
+        self.grid, self.channels = tuple(grid), channels
+        layers: list[nn.Module] = [nn.Conv2d(channels + action_dim, hidden, 3, padding=1), nn.GELU()]
+        for _ in range(depth - 1):
+            layers += [nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU()]
+        out = nn.Conv2d(hidden, channels, 3, padding=1)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+        layers.append(out)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        lead = z.shape[:-1]
+        h, w = self.grid
+        x = z.reshape(-1, h, w, self.channels).permute(0, 3, 1, 2)
+        act = a.reshape(-1, a.shape[-1], 1, 1).expand(-1, -1, h, w)
+        dz = self.net(torch.cat([x, act], dim=1)).permute(0, 2, 3, 1).reshape(*lead, -1)
+        return z + dz
+
+
 def _mlp(i: int, h: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, o))
 
@@ -214,6 +279,8 @@ class WorldModel(nn.Module):
         self.cfg = cfg
         if cfg.encoder == "conv":
             self.encoder: nn.Module = ConvEncoder(cfg)
+        elif cfg.encoder == "conv_map":
+            self.encoder = ConvMapEncoder(cfg)
         elif cfg.encoder == "pixels":
             self.encoder = PixelEncoder(cfg)
         else:
@@ -225,6 +292,12 @@ class WorldModel(nn.Module):
         self.tokens = self.encoder.tokens
         if cfg.predictor == "mlp":
             self.predictor: nn.Module = MLPPredictor(d, cfg.action_dim, cfg.hidden, cfg.predictor_depth)
+        elif cfg.predictor == "conv":
+            grid = getattr(self.encoder, "grid", (1, 1))
+            if grid[0] * grid[1] < 2:
+                raise ValueError("model.predictor=conv needs a grid of tokens: this encoder gives one token per frame "
+                                 "(model.vit_pool=1?)")
+            self.predictor = ConvPredictor(grid, d // self.tokens, cfg.action_dim, cfg.hidden, cfg.predictor_depth)
         else:
             from .ac_predictor import ACPredictor, ACPredictorConfig
 
@@ -244,7 +317,7 @@ class WorldModel(nn.Module):
 
     @property
     def uses_states(self) -> bool:
-        """The 2-AC predictor reads proprioceptive states (the mlp one does not)."""
+        """The 2-AC predictor reads proprioceptive states (the mlp and conv ones do not)."""
         return self.cfg.predictor == "ac"
 
     @property
@@ -278,8 +351,8 @@ class WorldModel(nn.Module):
 
     def step(self, z: torch.Tensor, a: torch.Tensor, states: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher forcing: ``z`` ``[..., T, D]`` (or ``[..., D]`` for the mlp predictor) and the actions taken there
-        -> the next latents. The 2-AC predictor attends block-causally over the ``T`` frames and reads ``states``."""
-        if self.cfg.predictor == "mlp":
+        -> the next latents. The mlp and conv predictors step each frame alone; the 2-AC predictor attends block-causally over the ``T`` frames and reads ``states``."""
+        if self.cfg.predictor != "ac":
             return self.normalize(self.predictor(z, a / self.action_scale))
         if states is None:
             raise ValueError("the 2-AC predictor needs the proprioceptive states")
@@ -293,7 +366,7 @@ class WorldModel(nn.Module):
         integrated from the actions (``s_{t+1} = s_t + a_t`` from ``state0``: its planner integrates the pose the
         same way; walls make this an approximation here)."""
         out, z = [], z0
-        if self.cfg.predictor == "mlp":
+        if self.cfg.predictor != "ac":
             for t in range(actions.shape[1]):
                 z = self.step(z, actions[:, t])
                 out.append(z)

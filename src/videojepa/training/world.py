@@ -8,7 +8,7 @@ and scores the predictor:
 - **teacher forcing** (weight ``loss.teacher_forcing``): ``z_t, a_t -> z_{t+1}`` for every ``t`` of the window;
 - **rollout**: from ``z_0`` alone, ``loss.rollout`` auto-regressive steps against ``z_1 .. z_R`` (V-JEPA 2-AC
   rolls out 2 steps, eb_jepa 8); distance ``loss.distance`` (``l1``: V-JEPA 2-AC; ``mse``: eb_jepa);
-- when the encoder trains (``model.encoder: conv``), eb_jepa's anti-collapse terms on all frames of the window:
+- when the encoder trains (``model.encoder: conv`` or ``conv_map``), eb_jepa's anti-collapse terms on all frames of the window:
   ``std`` (hinge on the per-dimension standard deviation over the batch), ``cov`` (off-diagonal covariance),
   ``time`` (``|z_{t+1} - z_t|^2``, temporal smoothness), ``idm`` (inverse dynamics ``(z_t, z_{t+1}) -> a_t``);
 - the temporal-distance term (weight ``loss.metric``, with ``model.metric_dim > 0``): the metric head's distance
@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from ..config import ConfigError, _read_with_base, _to_dict, apply_overrides, build_sections, check_sections
 from ..data.trajectories import TrajectoryDataset, load_trajectories
-from ..models.world import WorldModel, WorldModelConfig
+from ..models.world import TRAINED_ENCODERS, WorldModel, WorldModelConfig
 from ..rng import derive_seed, numpy_generator
 from .distributed import DistEnv, init_distributed
 from .engine import Engine
@@ -95,7 +95,7 @@ class WLossSection:
     ``rollout_starts``: the ``rollout``-step auto-regressive loss from this many frames spread over the window
     (batched; 1: from its first frame only). ``blocked``: extra weight on the transitions the data shows stopped
     (the state did not move although the action asked to: walls), in the teacher-forcing and rollout losses;
-    needs states. Both apply to the ``mlp`` predictor. ``scene``: the same-episode contrastive term
+    needs states. Both apply to the ``mlp`` and ``conv`` predictors. ``scene``: the same-episode contrastive term
     (:func:`scene_loss`, with ``model.scene_dim > 0``), at ``scene_temperature``. The three were tried against an
     imagination that walks through walls (bench/world_wall_check.py) and did not stop it at the scale measured
     (bench/RESULTS_planning.md)."""
@@ -190,13 +190,13 @@ class WorldConfig:
         if (self.loss.scene > 0) != (self.model.scene_dim > 0):
             raise ConfigError(f"loss.scene={self.loss.scene} and model.scene_dim={self.model.scene_dim}: the "
                               "same-episode term needs its head and the head needs the term (set both or neither)")
-        if self.loss.scene > 0 and self.model.encoder != "conv":
-            raise ConfigError("loss.scene shapes the encoder: it needs a trained encoder (model.encoder=conv)")
+        if self.loss.scene > 0 and self.model.encoder not in TRAINED_ENCODERS:
+            raise ConfigError("loss.scene shapes the encoder: it needs a trained encoder (model.encoder=conv or conv_map)")
         if (self.loss.rollout_starts > 1 or self.loss.blocked > 0) and self.model.predictor == "ac":
-            raise ConfigError("loss.rollout_starts and loss.blocked apply to the mlp predictor; the 'ac' predictor "
+            raise ConfigError("loss.rollout_starts and loss.blocked apply to the mlp and conv predictors; the 'ac' predictor "
                               "has its own teacher-forcing and rollout losses (V-JEPA 2-AC's)")
         if self.loss.stay > 0 and self.model.predictor == "ac":
-            raise ConfigError("loss.stay applies to the latent-step predictors (mlp); the 'ac' predictor's steps "
+            raise ConfigError("loss.stay applies to the latent-step predictors (mlp, conv); the 'ac' predictor's steps "
                               "also read the proprioceptive state, which a zero action does not define")
 
     def to_dict(self) -> dict:
@@ -253,16 +253,24 @@ def rollout_starts(t: int, r: int, n: int) -> list[int]:
     return sorted({round(i * last / (n - 1)) for i in range(n)})
 
 
-def vc_terms(z: torch.Tensor, margin: float = 1.0, cov_norm: str = "dim") -> tuple[torch.Tensor, torch.Tensor]:
+def vc_terms(z: torch.Tensor, margin: float = 1.0, cov_norm: str = "dim", tokens: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """The variance hinge ``mean(relu(margin - std_d))`` and the covariance penalty of ``[N, D]``: the squared
     off-diagonal covariances summed and divided by ``D`` (``cov_norm="dim"``, VICReg's form) or averaged over the
-    ``D (D - 1)`` pairs (``"pairs"``, eb_jepa's form: ``D - 1`` times weaker at the same coefficient)."""
+    ``D (D - 1)`` pairs (``"pairs"``, eb_jepa's form: ``D - 1`` times weaker at the same coefficient).
+
+    ``tokens > 1`` (a grid latent, token-major): the hinge is still on every dimension (every cell's channels
+    must vary across the batch), the covariance is taken per token (each cell's ``C x C`` channel covariance, the
+    penalty averaged over the cells; eb_jepa's spatial models regularise per pixel), so its cost stays ``O(N D C)``
+    instead of ``O(N D^2)`` and it does not ask neighbouring cells, which see overlapping pixels, to decorrelate."""
     z = z - z.mean(0)
     std = torch.sqrt(z.var(0) + 1e-4)
     n, d = z.shape
-    cov = (z.T @ z) / max(n - 1, 1)
-    off = cov - torch.diag(torch.diag(cov))
-    return F.relu(margin - std).mean(), off.pow(2).sum() / (d * max(d - 1, 1) if cov_norm == "pairs" else d)
+    zt = z.reshape(n, tokens, d // tokens).transpose(0, 1)  # [tokens, N, C]
+    c = zt.shape[-1]
+    cov = zt.transpose(1, 2) @ zt / max(n - 1, 1)  # [tokens, C, C]
+    off = cov - torch.diag_embed(torch.diagonal(cov, dim1=-2, dim2=-1))
+    pen = off.pow(2).sum((-2, -1)).mean() / (c * max(c - 1, 1) if cov_norm == "pairs" else c)
+    return F.relu(margin - std).mean(), pen
 
 
 def metric_loss(phi: torch.Tensor, expectile: float = 0.1) -> torch.Tensor:
@@ -339,7 +347,7 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
             total = total + loss.stay * parts["loss_stay"]
     if model.encoder_trains:
         flat = z.reshape(b * t, d)
-        parts["loss_std"], parts["loss_cov"] = vc_terms(flat, loss.std_margin, loss.cov_norm)
+        parts["loss_std"], parts["loss_cov"] = vc_terms(flat, loss.std_margin, loss.cov_norm, model.tokens)
         parts["loss_time"] = (z[:, 1:] - z[:, :-1]).pow(2).sum(-1).mean() / d
         parts["loss_idm"] = F.mse_loss(model.inverse(z[:, :-1], z[:, 1:]) / model.action_scale, actions / model.action_scale)
         total = total + loss.std * parts["loss_std"] + loss.cov * parts["loss_cov"] + loss.time * parts["loss_time"] \
