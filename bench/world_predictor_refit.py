@@ -7,22 +7,25 @@ reading along rollouts, standing still on a zero action) while the encoder moves
 everything but the predictor and trains it on teacher forcing + an ``--rollout``-step rollout only (stopped moves
 weighted ``1 + --blocked``), on short windows of the run's own trajectory data, then prints the one-step latent
 error on held-out episodes before and after, against predicting "nothing moves" (free moves, and the moves the data
-shows stopped by a wall, where "nothing moves" is exact). The refitted model is written as a run folder (the
+shows stopped by a wall, where "nothing moves" is exact). ``--hidden`` / ``--depth`` train a fresh predictor of
+another size instead (is it capacity?). The refitted model is written as a run folder (the
 encoder and every head unchanged) that ``videojepa plan`` and ``bench/world_wall_check.py`` read.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from videojepa.data.trajectories import load_trajectories
 from videojepa.training.checkpoint import find_latest, load_checkpoint, run_checkpoint, save_checkpoint
+from videojepa.models.world import WorldModel
 from videojepa.training.world import _dist, blocked_moves, load_world
 
 
@@ -53,11 +56,26 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=1000, help="training episodes (the first ones of the data)")
     ap.add_argument("--val", type=int, default=64, help="held-out episodes (the next ones)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hidden", type=int, default=None, help="a fresh predictor of this width (default: refit the "
+                    "trained one)")
+    ap.add_argument("--depth", type=int, default=None, help="... and this many hidden layers")
+    ap.add_argument("--no-renormalize", action="store_true", help="the fresh predictor's output is not layer-normed "
+                    "again (model.renormalize=false)")
     a = ap.parse_args()
     m, cfg, meta = load_world(a.world)
     ds = load_trajectories(cfg.data.path, limit=a.episodes + a.val, progress=False)
     train_eps, val_eps = np.arange(a.episodes), np.arange(a.episodes, a.episodes + a.val)
     before = one_step_errors(m, ds, val_eps)
+    model_cfg = cfg.model
+    if a.hidden is not None or a.depth is not None or a.no_renormalize:  # a fresh predictor on the same latent
+        model_cfg = dataclasses.replace(cfg.model, hidden=a.hidden or cfg.model.hidden,
+                                        predictor_depth=a.depth or cfg.model.predictor_depth,
+                                        renormalize=cfg.model.renormalize and not a.no_renormalize)
+        torch.manual_seed(a.seed)
+        m.predictor = WorldModel(model_cfg).predictor if cfg.model.encoder != "vit" else None
+        if m.predictor is None:
+            raise SystemExit("--hidden / --depth: not for frozen-ViT world models")
+        m.cfg = model_cfg
     m.requires_grad_(False)
     m.predictor.requires_grad_(True)
     m.eval()
@@ -103,11 +121,10 @@ def main() -> None:
     sd.pop("optimizer", None)  # a derived model, not a run to resume
     sd["refit"] = {"from": str(src), "steps": a.steps, "window": a.window, "batch": a.batch, "rollout": a.rollout,
                    "blocked": a.blocked, "lr": a.lr, "episodes": a.episodes}
+    sd["config"]["model"] = model_cfg.to_dict()
     out = Path(a.out)
     save_checkpoint(sd, out / "checkpoints", int(sd["step"]) + a.steps)
-    cfg_file = Path(a.world) / "config.yaml"
-    if cfg_file.is_file():
-        shutil.copy(cfg_file, out / "config.yaml")
+    (out / "config.yaml").write_text(yaml.safe_dump(sd["config"], sort_keys=False))
     print(f"wrote {out}")
 
 

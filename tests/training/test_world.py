@@ -163,6 +163,24 @@ def test_conv_map_latent_and_conv_predictor_keep_the_geometry():
     assert torch.equal(fresh(z.flatten(1), a), z.flatten(1))  # starts as the identity step
 
 
+def test_renormalising_a_near_constant_cell_moves_it_and_renormalize_false_keeps_the_identity():
+    """A map cell whose raw channels barely vary is layer-normed to less than unit variance; normalising the
+    predictor's output again moves it (bench/RESULTS_planning.md: it made every conv-map step worse than "nothing
+    moves"). With model.renormalize=false a fresh predictor's step is exactly the identity."""
+    from videojepa.models.world import WorldModelConfig
+
+    torch.manual_seed(0)
+    kw = dict(encoder="conv_map", predictor="conv", channels=(4, 4, 8), hidden=8)
+    raw = torch.randn(3, 64, 8)
+    raw[:, :10] = 0.3 + 1e-3 * raw[:, :10]  # ten near-constant cells (raw variance ~1e-6, below the norm's eps)
+    on, off = WorldModel(WorldModelConfig(**kw)), WorldModel(WorldModelConfig(**kw, renormalize=False))
+    z = on.normalize(raw.flatten(1))
+    a = torch.randn(3, 2)
+    assert (on.step(z, a) - z).abs().max() > 0.1  # re-normalised: moved, though the predictor adds nothing
+    assert torch.equal(off.step(z, a), z)
+    assert (on.step(z, a) - z).reshape(3, 64, 8)[:, 10:].abs().max() < 1e-4  # the well-spread cells are unchanged
+
+
 def test_load_world_rejects_other_checkpoints(tmp_path):
     from videojepa.training.checkpoint import save_checkpoint
 

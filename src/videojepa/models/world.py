@@ -55,6 +55,10 @@ class WorldModelConfig:
     ``predictor``: mlp | conv | ac. ``hidden``: predictor width (MLP units; ``conv``: channels);
     ``predictor_depth``: its hidden layers. ``action_dim`` / ``state_dim``:
     from the data. ``action_scale``: actions are divided by it before the predictor (the env's max step).
+    ``renormalize``: layer-norm the mlp / conv predictor's output per token, as the targets are. Not idempotent on
+    tokens whose raw variance is near the norm's eps (the near-constant cells of a ``conv_map`` latent: re-normalising
+    them moves them by up to 0.5), so every predicted step is pulled off its target there; ``false`` returns
+    ``z + dz`` (an exact identity at initialisation).
     ``metric_dim``: width of the temporal-distance head (0: none); ``metric_hidden``: its MLP width (and the scene
     head's). ``scene_dim``: width of the scene head (0: none), a projection the same-episode contrastive term
     (``loss.scene``) trains so that the latent holds what stays fixed along an episode (the layout)."""
@@ -81,6 +85,7 @@ class WorldModelConfig:
     state_dim: int = 2
     action_scale: float = 2.0
     img_size: int = 64
+    renormalize: bool = True
 
     def __post_init__(self) -> None:
         if self.predictor not in PREDICTOR_KINDS:
@@ -353,7 +358,8 @@ class WorldModel(nn.Module):
         """Teacher forcing: ``z`` ``[..., T, D]`` (or ``[..., D]`` for the mlp predictor) and the actions taken there
         -> the next latents. The mlp and conv predictors step each frame alone; the 2-AC predictor attends block-causally over the ``T`` frames and reads ``states``."""
         if self.cfg.predictor != "ac":
-            return self.normalize(self.predictor(z, a / self.action_scale))
+            out = self.predictor(z, a / self.action_scale)
+            return self.normalize(out) if self.cfg.renormalize else out
         if states is None:
             raise ValueError("the 2-AC predictor needs the proprioceptive states")
         out = self.predictor(self._tokens(z), a / self.action_scale, states / self.state_scale)
