@@ -17,7 +17,7 @@ Stages, each cached (a stage whose output exists is not run again; delete its fo
    with rollouts from 12 frames of each window, the stopped moves weighted 5x, and the same-episode contrastive
    term that asks the latent to hold the layout), ``conv-map`` (the latent is the conv encoder's 8x8 feature map,
    the predictor a residual CNN on it with the action broadcast to every cell, stopped moves weighted 5x; 2000
-   steps),
+   steps; trained with its predictions re-normalised, as measured, before that stopped being the default),
    ``pixels`` (pooled, frozen), ``vit-random`` (frozen random ViT), ``vit-vjepa`` (frozen V-JEPA-pretrained ViT),
    and ``vit-vjepa-ac`` (the same features with V-JEPA 2-AC's block-causal transformer predictor).
 4. ``videojepa plan`` on 50 fixed evaluation episodes, on the random-layout task and on the fixed layout, and on
@@ -51,7 +51,8 @@ WORLDS = {
     "conv-scene": ["model.encoder=conv", "model.metric_dim=64", "loss.metric=10", "loss.metric_rollout=3",
                    "loss.stay=1", "loss.rollout_starts=12", "loss.blocked=4", "model.scene_dim=32", "loss.scene=1",
                    "data.window=97", "data.batch_size=12", "data.val_episodes=32"],
-    "conv-map": ["model.encoder=conv_map", "model.predictor=conv", "model.hidden=32", "model.metric_dim=64",
+    "conv-map": ["model.encoder=conv_map", "model.predictor=conv", "model.hidden=32", "model.renormalize=true",
+                 "model.metric_dim=64",
                  "loss.metric=10", "loss.metric_rollout=3", "loss.stay=1", "loss.blocked=4", "data.window=97",
                  "data.batch_size=12", "data.val_episodes=32"],
     "pixels": ["model.encoder=pixels"],

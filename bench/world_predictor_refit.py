@@ -123,7 +123,8 @@ def main() -> None:
                    "blocked": a.blocked, "lr": a.lr, "episodes": a.episodes}
     sd["config"]["model"] = model_cfg.to_dict()
     out = Path(a.out)
-    save_checkpoint(sd, out / "checkpoints", int(sd["step"]) + a.steps)
+    sd["step"] = int(sd["step"]) + a.steps  # the file's name and its step agree (a later rewrite keeps the file)
+    save_checkpoint(sd, out / "checkpoints", sd["step"])
     (out / "config.yaml").write_text(yaml.safe_dump(sd["config"], sort_keys=False))
     print(f"wrote {out}")
 

@@ -24,7 +24,9 @@ rule such as "the agent stops at a wall" is learned once for every place; for ``
 pooled token grid), ``ac`` (V-JEPA 2-AC's block-causal transformer, on frozen encoders).
 
 Every latent is layer-normed without affine parameters per token (V-JEPA 2-AC normalises its frozen features
-this way); the predictor's output is normalised the same way, so predictions and targets live on one sphere.
+this way); the predictor's output is normalised the same way, so predictions and targets live on one sphere,
+except on ``conv_map`` latents (``model.renormalize``: there the norm is not idempotent and a second one moves the
+targets' near-constant cells).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["WorldModelConfig", "WorldModel", "ConvEncoder", "PixelEncoder", "FrozenViTEncoder", "MLPPredictor",
-           "ConvPredictor", "ENCODER_KINDS", "TRAINED_ENCODERS", "PREDICTOR_KINDS"]
+           "ConvPredictor", "make_predictor", "ENCODER_KINDS", "TRAINED_ENCODERS", "PREDICTOR_KINDS"]
 
 ENCODER_KINDS = ("conv", "conv_map", "pixels", "vit")
 TRAINED_ENCODERS = ("conv", "conv_map")
@@ -55,10 +57,11 @@ class WorldModelConfig:
     ``predictor``: mlp | conv | ac. ``hidden``: predictor width (MLP units; ``conv``: channels);
     ``predictor_depth``: its hidden layers. ``action_dim`` / ``state_dim``:
     from the data. ``action_scale``: actions are divided by it before the predictor (the env's max step).
-    ``renormalize``: layer-norm the mlp / conv predictor's output per token, as the targets are. Not idempotent on
-    tokens whose raw variance is near the norm's eps (the near-constant cells of a ``conv_map`` latent: re-normalising
-    them moves them by up to 0.5), so every predicted step is pulled off its target there; ``false`` returns
-    ``z + dz`` (an exact identity at initialisation).
+    ``renormalize``: layer-norm the mlp / conv predictor's output per token, as the targets are (the 2-AC predictor
+    always does). The norm is not idempotent on tokens whose raw variance is near its eps, the near-constant cells
+    of a ``conv_map`` latent (re-normalising encoded frames moved them by up to 0.54), so every predicted step is
+    pulled off its target there; ``false`` returns ``z + dz`` (an exact identity at initialisation). Default: false
+    for ``conv_map``, true otherwise.
     ``metric_dim``: width of the temporal-distance head (0: none); ``metric_hidden``: its MLP width (and the scene
     head's). ``scene_dim``: width of the scene head (0: none), a projection the same-episode contrastive term
     (``loss.scene``) trains so that the latent holds what stays fixed along an episode (the layout)."""
@@ -85,7 +88,7 @@ class WorldModelConfig:
     state_dim: int = 2
     action_scale: float = 2.0
     img_size: int = 64
-    renormalize: bool = True
+    renormalize: bool | None = None  # None: resolved from the encoder in __post_init__
 
     def __post_init__(self) -> None:
         if self.predictor not in PREDICTOR_KINDS:
@@ -93,9 +96,11 @@ class WorldModelConfig:
                              f"transformer), got {self.predictor!r}")
         if self.predictor == "ac" and self.encoder in TRAINED_ENCODERS:
             raise ValueError("model.predictor=ac trains on a frozen encoder (V-JEPA 2-AC): use model.encoder=vit or pixels")
-        if self.predictor == "conv" and self.encoder not in ("conv_map", "vit"):
+        if self.predictor == "conv" and not (self.encoder == "conv_map" or (self.encoder == "vit" and self.vit_pool > 1)):
             raise ValueError(f"model.predictor=conv works on a grid of tokens: use model.encoder=conv_map or vit "
-                             f"(with model.vit_pool > 1), not {self.encoder!r}")
+                             f"with model.vit_pool > 1, not {self.encoder!r} (vit_pool {self.vit_pool})")
+        if self.renormalize is None:
+            object.__setattr__(self, "renormalize", self.encoder != "conv_map")
         if self.encoder not in ENCODER_KINDS:
             raise ValueError(f"model.encoder must be one of {ENCODER_KINDS}, got {self.encoder!r}")
         for k in ("dim", "hidden", "predictor_depth", "idm_hidden", "probe_hidden", "action_dim", "pixel_pool", "vit_pool",
@@ -247,7 +252,7 @@ class MLPPredictor(nn.Module):
 
 
 class ConvPredictor(nn.Module):
-    """``z_{t+1} = norm(z_t + CNN([z_t, a_t / scale]))`` on the token grid: ``depth`` hidden 3x3 convolutions of
+    """``z_t + CNN([z_t, a_t / scale])`` on the token grid (token-major latents): ``depth`` hidden 3x3 convolutions of
     ``hidden`` channels, the action broadcast to every cell as extra input channels, the last convolution started
     at zero (the first step predicts "nothing changes")."""
 
@@ -270,6 +275,22 @@ class ConvPredictor(nn.Module):
         act = a.reshape(-1, a.shape[-1], 1, 1).expand(-1, -1, h, w)
         dz = self.net(torch.cat([x, act], dim=1)).permute(0, 2, 3, 1).reshape(*lead, -1)
         return z + dz
+
+
+def make_predictor(cfg: WorldModelConfig, encoder: nn.Module) -> nn.Module:
+    """The predictor ``cfg.predictor`` names, sized for ``encoder``'s latent (``dim``, ``tokens``, ``grid``)."""
+    d, tokens = encoder.dim, encoder.tokens
+    if cfg.predictor == "mlp":
+        return MLPPredictor(d, cfg.action_dim, cfg.hidden, cfg.predictor_depth)
+    if cfg.predictor == "conv":
+        return ConvPredictor(encoder.grid, d // tokens, cfg.action_dim, cfg.hidden, cfg.predictor_depth)
+    from .ac_predictor import ACPredictor, ACPredictorConfig
+
+    side = int(round(tokens ** 0.5))
+    grid = (side, side) if side * side == tokens else (1, tokens)
+    ac = ACPredictorConfig(embed_dim=cfg.hidden, depth=cfg.predictor_depth, num_heads=cfg.predictor_heads,
+                           action_dim=cfg.action_dim, state_dim=max(cfg.state_dim, 1))
+    return ACPredictor(ac, d // tokens, grid)
 
 
 def _mlp(i: int, h: int, o: int) -> nn.Sequential:
@@ -295,22 +316,7 @@ class WorldModel(nn.Module):
         d = self.encoder.dim
         self.dim = d
         self.tokens = self.encoder.tokens
-        if cfg.predictor == "mlp":
-            self.predictor: nn.Module = MLPPredictor(d, cfg.action_dim, cfg.hidden, cfg.predictor_depth)
-        elif cfg.predictor == "conv":
-            grid = getattr(self.encoder, "grid", (1, 1))
-            if grid[0] * grid[1] < 2:
-                raise ValueError("model.predictor=conv needs a grid of tokens: this encoder gives one token per frame "
-                                 "(model.vit_pool=1?)")
-            self.predictor = ConvPredictor(grid, d // self.tokens, cfg.action_dim, cfg.hidden, cfg.predictor_depth)
-        else:
-            from .ac_predictor import ACPredictor, ACPredictorConfig
-
-            side = int(round(self.tokens ** 0.5))
-            grid = (side, side) if side * side == self.tokens else (1, self.tokens)
-            ac = ACPredictorConfig(embed_dim=cfg.hidden, depth=cfg.predictor_depth, num_heads=cfg.predictor_heads,
-                                   action_dim=cfg.action_dim, state_dim=max(cfg.state_dim, 1))
-            self.predictor = ACPredictor(ac, d // self.tokens, grid)
+        self.predictor: nn.Module = make_predictor(cfg, self.encoder)
         self.idm = _mlp(2 * d, cfg.idm_hidden, cfg.action_dim)
         if not self.encoder.trainable:  # inverse dynamics is an anti-collapse term: nothing to hold up when frozen
             self.idm.requires_grad_(False)
@@ -355,8 +361,9 @@ class WorldModel(nn.Module):
         return z.unflatten(-1, (self.tokens, z.shape[-1] // self.tokens))
 
     def step(self, z: torch.Tensor, a: torch.Tensor, states: torch.Tensor | None = None) -> torch.Tensor:
-        """Teacher forcing: ``z`` ``[..., T, D]`` (or ``[..., D]`` for the mlp predictor) and the actions taken there
-        -> the next latents. The mlp and conv predictors step each frame alone; the 2-AC predictor attends block-causally over the ``T`` frames and reads ``states``."""
+        """Teacher forcing: ``z`` ``[..., T, D]`` (or ``[..., D]`` for the mlp / conv predictors) and the actions taken
+        there -> the next latents. The mlp and conv predictors step each frame alone; the 2-AC predictor attends
+        block-causally over the ``T`` frames and reads ``states``."""
         if self.cfg.predictor != "ac":
             out = self.predictor(z, a / self.action_scale)
             return self.normalize(out) if self.cfg.renormalize else out
