@@ -8,7 +8,9 @@ everything but the predictor and trains it on teacher forcing + an ``--rollout``
 weighted ``1 + --blocked``), on short windows of the run's own trajectory data, then prints the one-step latent
 error on held-out episodes before and after, against predicting "nothing moves" (free moves, and the moves the data
 shows stopped by a wall, where "nothing moves" is exact). ``--hidden`` / ``--depth`` train a fresh predictor of
-another size instead (is it capacity?). The refitted model is written as a run folder (the
+another size instead (is it capacity?). ``--data`` refits on another trajectory folder (e.g. one collected with
+``world collect --wall-share``: more pushes into the wall); the held-out rows are then printed for both folders.
+The refitted model is written as a run folder (the
 encoder and every head unchanged) that ``videojepa plan`` and ``bench/world_wall_check.py`` read.
 """
 from __future__ import annotations
@@ -56,6 +58,8 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=1000, help="training episodes (the first ones of the data)")
     ap.add_argument("--val", type=int, default=64, help="held-out episodes (the next ones)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", default=None, help="trajectory folder to refit on (default: the run's own data); its "
+                    "--episodes first episodes train, the next --val are held out")
     ap.add_argument("--hidden", type=int, default=None, help="a fresh predictor of this width (default: refit the "
                     "trained one)")
     ap.add_argument("--depth", type=int, default=None, help="... and this many hidden layers")
@@ -63,9 +67,11 @@ def main() -> None:
                     "again (model.renormalize=false)")
     a = ap.parse_args()
     m, cfg, meta = load_world(a.world)
-    ds = load_trajectories(cfg.data.path, limit=a.episodes + a.val, progress=False)
+    own = load_trajectories(cfg.data.path, limit=a.episodes + a.val, progress=False)
+    ds = own if a.data is None else load_trajectories(a.data, limit=a.episodes + a.val, progress=False)
     train_eps, val_eps = np.arange(a.episodes), np.arange(a.episodes, a.episodes + a.val)
-    before = one_step_errors(m, ds, val_eps)
+    sets = {"the run's data": own} if a.data is None else {"the run's data": own, a.data: ds}
+    before = {k: one_step_errors(m, d, val_eps) for k, d in sets.items()}
     model_cfg = cfg.model
     if a.hidden is not None or a.depth is not None or a.no_renormalize:  # a fresh predictor on the same latent
         model_cfg = dataclasses.replace(cfg.model, hidden=a.hidden or cfg.model.hidden,
@@ -106,21 +112,23 @@ def main() -> None:
             tfm, rom = np.mean(log[-k:], 0)
             print(f"step {step + 1}: teacher forcing {tfm:.4f}, rollout {rom:.4f} ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
-    after = one_step_errors(m, ds, val_eps)
-    print(f"\n# {a.world}: predictor refitted alone for {a.steps} steps ({a.batch} windows of {a.window} frames, "
-          f"{a.rollout}-step rollout, stopped moves x{1 + a.blocked:g}), {time.perf_counter() - t0:.0f} s")
+    after = {k: one_step_errors(m, d, val_eps) for k, d in sets.items()}
+    print(f"\n# {a.world}: predictor refitted alone for {a.steps} steps on {a.data or cfg.data.path} ({a.batch} "
+          f"windows of {a.window} frames, {a.rollout}-step rollout, stopped moves x{1 + a.blocked:g}), "
+          f"{time.perf_counter() - t0:.0f} s")
     print("| held-out one-step error (mean squared per dim) | free moves: predictor | free moves: 'nothing moves' "
-          "| stopped moves: predictor ('nothing moves' = 0) |\n|---|---:|---:|---:|")
-    for label, e in (("before (joint training)", before), ("after the refit", after)):
-        print(f"| {label} | {e['free_pred']:.4f} | {e['free_identity']:.4f} | {e['stopped_pred']:.4f} |")
-    print(f"({before['stopped_n']} stopped moves among the held-out windows)")
+          "| stopped moves: predictor ('nothing moves' = 0) | stopped moves held out |\n|---|---:|---:|---:|---:|")
+    for k in sets:
+        for label, e in (("before", before[k]), ("after the refit", after[k])):
+            print(f"| {k}, {label} | {e['free_pred']:.4f} | {e['free_identity']:.4f} | {e['stopped_pred']:.4f} "
+                  f"| {e['stopped_n']} |")
     src = run_checkpoint(a.world)
     src = find_latest(src) if src.is_dir() else src
     sd = load_checkpoint(src, map_location="cpu")
     sd["predictor"] = {k: v.detach().clone() for k, v in m.predictor.state_dict().items()}
     sd.pop("optimizer", None)  # a derived model, not a run to resume
     sd["refit"] = {"from": str(src), "steps": a.steps, "window": a.window, "batch": a.batch, "rollout": a.rollout,
-                   "blocked": a.blocked, "lr": a.lr, "episodes": a.episodes}
+                   "blocked": a.blocked, "lr": a.lr, "episodes": a.episodes, "data": a.data or cfg.data.path}
     sd["config"]["model"] = model_cfg.to_dict()
     out = Path(a.out)
     sd["step"] = int(sd["step"]) + a.steps  # the file's name and its step agree (a later rewrite keeps the file)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from videojepa.envs.collect import explore
+from videojepa.envs.collect import PolicyConfig, explore
 from videojepa.envs.two_rooms import (TwoRoomsConfig, TwoRoomsEnv, eval_episode, eval_episodes, geodesic_distance, move,
                                       render, room_of)
 from videojepa.rng import numpy_generator
@@ -75,6 +75,32 @@ def test_exploration_replays_through_the_dynamics():
     rooms = np.stack([room_of(tr["positions"][:, t], tr["layouts"]) for t in range(40)], 1)
     crossed = (rooms != rooms[:, :1]).any(1)
     assert crossed[tr["steered"]].mean() > 0.5  # steered episodes do go through the door
+
+
+def test_wall_pushing_episodes_push_the_wall_and_keep_the_old_stream():
+    cfg = CFG.with_layout("random")
+    base = explore(48, 40, cfg, numpy_generator(3, "t"))
+    same = explore(48, 40, cfg, numpy_generator(3, "t"), PolicyConfig(wall_share=0.0, push_steps=9))
+    for k in ("positions", "actions", "layouts"):  # no pushes asked for: not one extra draw
+        assert np.array_equal(base[k], same[k])
+    tr = explore(48, 40, cfg, numpy_generator(3, "t"), PolicyConfig(door_share=0.0, wall_share=1.0))
+    p, lay = tr["positions"], tr["layouts"]
+    assert tr["pushed"].all() and not tr["steered"].any()
+    free = explore(48, 40, cfg, numpy_generator(3, "t"), PolicyConfig(door_share=0.0))
+
+    def pushed_at_wall(t):  # stopped moves next to the wall between the rooms, away from the door
+        p, lay = t["positions"], t["layouts"][:, None]
+        stopped = np.linalg.norm(np.diff(p, axis=1), axis=-1) < 1e-9
+        at_wall = np.abs(p[:, :-1, 0] - lay[..., 0]) < CFG.half_width + CFG.max_step
+        return (stopped & at_wall & (np.abs(p[:, :-1, 1] - lay[..., 1]) > lay[..., 2])).mean()
+
+    assert pushed_at_wall(tr) > 0.15 and pushed_at_wall(tr) > 5 * pushed_at_wall(free)  # 23% vs 2.3%
+    in_band = np.abs(p[..., 0] - lay[:, None, 0]) <= CFG.half_width  # the one rule still holds
+    assert not (in_band & (np.abs(p[..., 1] - lay[:, None, 1]) > lay[:, None, 2])).any()
+    with pytest.raises(ValueError, match="door_share \\+ wall_share"):
+        PolicyConfig(door_share=0.6, wall_share=0.5)
+    with pytest.raises(ValueError, match="push_steps"):
+        PolicyConfig(wall_share=0.2, push_steps=0)
 
 
 def test_render():

@@ -193,3 +193,31 @@ def test_repeat_searches_held_actions_and_returns_the_full_horizon():
     assert (out["mean"] - target).abs().max() < 0.05
     with pytest.raises(ValueError, match="multiple of planner.repeat"):
         PlannerConfig(horizon=10, repeat=4)
+
+
+@pytest.mark.parametrize("kw", [dict(encoder="conv", predictor="mlp", dim=16, hidden=32, metric_dim=8),
+                                dict(encoder="conv_map", predictor="conv", channels=(4, 4, 5), hidden=6,
+                                     metric_dim=8)])
+@pytest.mark.parametrize("energy, reduce", [("l2", "sum"), ("metric", "sum"), ("l1", "last")])
+def test_streamed_rollout_cost_equals_the_energy_of_the_whole_rollout(kw, energy, reduce):
+    """The planner's cost takes the energy step by step; it must equal the energy of the stacked rollout."""
+    from videojepa.models.world import WorldModel, WorldModelConfig
+    from videojepa.planning.agent import WorldModelAgent
+
+    torch.manual_seed(0)
+    model = WorldModel(WorldModelConfig(**kw))
+    for m in model.predictor.modules():  # the conv predictor's last layer starts at zero: make it move
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.normal_(m.weight, std=0.1)
+    agent = WorldModelAgent(model, PlannerConfig(energy=energy, reduce=reduce))
+    frames = torch.randint(0, 255, (3, 64, 64, 3), dtype=torch.uint8)
+    agent.goal_z = model.encode(frames[:2])
+    z0, s0 = model.encode(frames[1:]), torch.zeros(2, 2)
+    actions = torch.randn(2, 5, 7, 2)
+    with torch.no_grad():
+        streamed = agent.rollout_cost(z0, s0)(actions)
+        whole = agent.energy(model.rollout(z0[:, None].expand(2, 5, -1).reshape(10, -1), actions.reshape(10, 7, 2))
+                             .reshape(2, 5, 7, -1), agent.goal_z)
+    assert streamed.shape == (2, 5)
+    torch.testing.assert_close(streamed, whole, rtol=1e-5, atol=1e-6)
+    assert whole.std() > 0  # the candidates differ

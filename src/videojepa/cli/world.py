@@ -60,6 +60,10 @@ def add_parsers(sub) -> None:
     c.add_argument("--layout", choices=("fixed", "random"), default="random",
                    help="one wall/door layout, or one drawn per episode (default)")
     c.add_argument("--door-share", type=float, default=0.35, help="share of episodes steered through the door")
+    c.add_argument("--wall-share", type=float, default=0.0,
+                   help="share of episodes steered at the wall away from the door, pushing into it at one point after "
+                        "another (default 0: the free walk stops at a wall about once in 50 moves)")
+    c.add_argument("--push-steps", type=int, default=6, help="moves into the wall at each point (with --wall-share)")
     c.add_argument("--shard-size", type=int, default=250)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--no-progress", action="store_true")
@@ -152,13 +156,15 @@ def _run_collect(a) -> int:
         print("error: --episodes must be >= 1 and --length >= 2", file=sys.stderr)
         return 2
     try:
+        policy = PolicyConfig(door_share=a.door_share, wall_share=a.wall_share, push_steps=a.push_steps)
         s = collect(a.out, a.episodes, a.length, TwoRoomsConfig(layout=a.layout), seed=a.seed, shard_size=a.shard_size,
-                    policy=PolicyConfig(door_share=a.door_share), progress=not a.no_progress)
+                    policy=policy, progress=not a.no_progress)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"done: {s['episodes']} episodes in {s['shards']} shards under {s['out']} ({s['written_episodes']} written now; "
-          f"{s['crossing_share']:.0%} cross the door, {s['blocked_share']:.1%} of moves blocked)")
+          f"{s['crossing_share']:.0%} cross the door, {s['blocked_share']:.1%} of moves blocked, "
+          f"{s['wall_blocked_share']:.1%} by the wall between the rooms)")
     return 0
 
 

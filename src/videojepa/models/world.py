@@ -271,9 +271,10 @@ class ConvPredictor(nn.Module):
     def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         lead = z.shape[:-1]
         h, w = self.grid
-        x = z.reshape(-1, h, w, self.channels).permute(0, 3, 1, 2)
-        act = a.reshape(-1, a.shape[-1], 1, 1).expand(-1, -1, h, w)
-        dz = self.net(torch.cat([x, act], dim=1)).permute(0, 2, 3, 1).reshape(*lead, -1)
+        # token-major latents are NHWC already: the convolutions run channels-last on them (no NCHW copy either way)
+        act = a.reshape(-1, 1, 1, a.shape[-1]).expand(-1, h, w, -1)
+        x = torch.cat([z.reshape(-1, h, w, self.channels), act], dim=-1).permute(0, 3, 1, 2)
+        dz = self.net(x).permute(0, 2, 3, 1).reshape(*lead, -1)
         return z + dz
 
 

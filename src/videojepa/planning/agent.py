@@ -65,19 +65,33 @@ class WorldModelAgent:
         per_step = self.model.distance(pred, goal[:, None, None], self.cfg.energy)
         return per_step.sum(-1) if self.cfg.reduce == "sum" else per_step[..., -1]
 
-    @torch.no_grad()
-    def propose(self, t: int, pos: np.ndarray, frames: np.ndarray, warm: torch.Tensor, gen: torch.Generator) -> dict:
-        z0 = self.encode(frames)  # [E, D]
+    def rollout_cost(self, z0: torch.Tensor, s0: torch.Tensor):
+        """The cost function the planner calls: candidate actions ``[E, N, H, A]`` -> energies ``[E, N]`` of their
+        imagined rollouts from ``z0`` ``[E, D]`` (states ``s0`` ``[E, S]`` for the 2-AC predictor)."""
         e, d = z0.shape
         goal = self.goal_z
-        s0 = torch.as_tensor(pos, dtype=z0.dtype, device=self.device)  # proprioception (read by the 2-AC predictor)
 
         def cost(actions: torch.Tensor) -> torch.Tensor:
             _, n, h, a = actions.shape
-            pred = self.model.rollout(z0[:, None].expand(e, n, d).reshape(e * n, d), actions.reshape(e * n, h, a),
-                                      s0[:, None].expand(e, n, -1).reshape(e * n, -1))
-            return self.energy(pred.reshape(e, n, h, d), goal)
+            z, flat = z0[:, None].expand(e, n, d).reshape(e * n, d), actions.reshape(e * n, h, a)
+            if self.model.cfg.predictor == "ac":  # block-causal: the whole history at every step
+                pred = self.model.rollout(z, flat, s0[:, None].expand(e, n, -1).reshape(e * n, -1))
+                return self.energy(pred.reshape(e, n, h, d), goal)
+            total = None  # one step at a time, the energy taken as it goes (no [E, N, H, D] stack of latents)
+            for t in range(h):
+                z = self.model.step(z, flat[:, t])
+                if self.cfg.reduce == "sum" or t == h - 1:
+                    et = self.model.distance(z.reshape(e, n, d), goal[:, None], self.cfg.energy)
+                    total = et if total is None else total + et
+            return total
 
+        return cost
+
+    @torch.no_grad()
+    def propose(self, t: int, pos: np.ndarray, frames: np.ndarray, warm: torch.Tensor, gen: torch.Generator) -> dict:
+        z0 = self.encode(frames)  # [E, D]
+        s0 = torch.as_tensor(pos, dtype=z0.dtype, device=self.device)  # proprioception (read by the 2-AC predictor)
+        cost = self.rollout_cost(z0, s0)
         out = plan(cost, warm.to(self.device), self.cfg, gen)
         with torch.no_grad():
             imagined = self.model.rollout(z0, out["mean"], s0)
