@@ -62,7 +62,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--door-share", type=float, default=0.35, help="share of episodes steered through the door")
     c.add_argument("--wall-share", type=float, default=0.0,
                    help="share of episodes steered at the wall away from the door, pushing into it at one point after "
-                        "another (default 0: the free walk stops at a wall about once in 50 moves)")
+                        "another (default 0: the free walk is stopped by that wall in about 1.6%% of its moves)")
     c.add_argument("--push-steps", type=int, default=6, help="moves into the wall at each point (with --wall-share)")
     c.add_argument("--shard-size", type=int, default=250)
     c.add_argument("--seed", type=int, default=0)

@@ -119,6 +119,12 @@ def clip_actions(actions: np.ndarray, max_step: float) -> np.ndarray:
 def blocked(pos: np.ndarray, new: np.ndarray, layout: np.ndarray, cfg: TwoRoomsConfig) -> np.ndarray:
     """Which moves ``pos -> new`` (``[B, 2]``) leave the arena or cross the wall outside the door."""
     out = (new < cfg.lo).any(-1) | (new > cfg.hi).any(-1)
+    return out | crosses_wall(pos, new, layout, cfg)
+
+
+def crosses_wall(pos: np.ndarray, new: np.ndarray, layout: np.ndarray, cfg: TwoRoomsConfig) -> np.ndarray:
+    """Which moves ``pos -> new`` (``[B, 2]``) touch the wall between the rooms outside the door (the part of
+    :func:`blocked` that is not the arena's border)."""
     wx, dy, dh = layout[:, 0], layout[:, 1], layout[:, 2]
     a, b = wx - cfg.half_width, wx + cfg.half_width
     x0, y0 = pos[:, 0], pos[:, 1]
@@ -134,7 +140,7 @@ def blocked(pos: np.ndarray, new: np.ndarray, layout: np.ndarray, cfg: TwoRoomsC
     ya, yb = y0 + t0 * dyy, y0 + t1 * dyy
     door_lo, door_hi = dy - dh, dy + dh
     outside_door = (np.minimum(ya, yb) < door_lo) | (np.maximum(ya, yb) > door_hi)
-    return out | (touches & outside_door)
+    return touches & outside_door
 
 
 def move(pos, actions, layout, cfg: TwoRoomsConfig) -> np.ndarray:

@@ -379,12 +379,8 @@ class WorldModel(nn.Module):
         The 2-AC predictor reruns on every frame so far (block-causal, as V-JEPA 2-AC plans) with states
         integrated from the actions (``s_{t+1} = s_t + a_t`` from ``state0``: its planner integrates the pose the
         same way; walls make this an approximation here)."""
-        out, z = [], z0
         if self.cfg.predictor != "ac":
-            for t in range(actions.shape[1]):
-                z = self.step(z, actions[:, t])
-                out.append(z)
-            return torch.stack(out, dim=1)
+            return torch.stack(list(self.rollout_steps(z0, actions)), dim=1)
         if state0 is None:
             raise ValueError("the 2-AC predictor needs the start state (state0) to roll out")
         states = state0[:, None] + torch.cat([torch.zeros_like(actions[:, :1]), actions.cumsum(1)[:, :-1]], 1)
@@ -393,6 +389,16 @@ class WorldModel(nn.Module):
             nxt = self.step(hist, actions[:, :t + 1], states[:, :t + 1])[:, -1:]
             hist = torch.cat([hist, nxt], 1)
         return hist[:, 1:]
+
+    def rollout_steps(self, z0: torch.Tensor, actions: torch.Tensor):
+        """The mlp / conv predictors' rollout one imagined latent ``[B, D]`` at a time (frames 1..H), for callers
+        that reduce as they go (the planner's energy) instead of holding ``[B, H, D]``."""
+        if self.cfg.predictor == "ac":
+            raise ValueError("the 2-AC predictor attends over the whole history: use rollout()")
+        z = z0
+        for t in range(actions.shape[1]):
+            z = self.step(z, actions[:, t])
+            yield z
 
     def inverse(self, z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
         return self.idm(torch.cat([z0, z1], dim=-1)) * self.action_scale

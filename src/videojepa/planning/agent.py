@@ -61,7 +61,8 @@ class WorldModelAgent:
         self.goal_z = self.encode(render(episodes.goal, episodes.layout, env_cfg))
 
     def energy(self, pred: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        """``pred`` ``[E, N, H, D]``, ``goal`` ``[E, D]`` -> ``[E, N]``."""
+        """``pred`` ``[E, N, H, D]``, ``goal`` ``[E, D]`` -> ``[E, N]``: the energy of whole rollouts (the planner's
+        cost, :meth:`rollout_cost`, takes the same energy step by step)."""
         per_step = self.model.distance(pred, goal[:, None, None], self.cfg.energy)
         return per_step.sum(-1) if self.cfg.reduce == "sum" else per_step[..., -1]
 
@@ -75,11 +76,11 @@ class WorldModelAgent:
             _, n, h, a = actions.shape
             z, flat = z0[:, None].expand(e, n, d).reshape(e * n, d), actions.reshape(e * n, h, a)
             if self.model.cfg.predictor == "ac":  # block-causal: the whole history at every step
-                pred = self.model.rollout(z, flat, s0[:, None].expand(e, n, -1).reshape(e * n, -1))
-                return self.energy(pred.reshape(e, n, h, d), goal)
-            total = None  # one step at a time, the energy taken as it goes (no [E, N, H, D] stack of latents)
-            for t in range(h):
-                z = self.model.step(z, flat[:, t])
+                steps = self.model.rollout(z, flat, s0[:, None].expand(e, n, -1).reshape(e * n, -1)).unbind(1)
+            else:  # one imagined step at a time: no [E, N, H, D] stack of latents
+                steps = self.model.rollout_steps(z, flat)
+            total = None
+            for t, z in enumerate(steps):
                 if self.cfg.reduce == "sum" or t == h - 1:
                     et = self.model.distance(z.reshape(e, n, d), goal[:, None], self.cfg.energy)
                     total = et if total is None else total + et
