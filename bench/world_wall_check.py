@@ -32,9 +32,19 @@ def main() -> None:
     ap.add_argument("--energy", default="metric", choices=("l2", "l1", "metric"))
     ap.add_argument("--episodes", type=int, default=100, help="evaluation episodes to draw from (default 100)")
     ap.add_argument("--no-layout", action="store_true", help="skip the probes of what the latent holds")
+    ap.add_argument("--refit-probe", action="store_true",
+                    help="read positions with an MLP probe fitted here (as the layout probes) instead of the run's own "
+                         "state probe, which trains online beside the model and can lag it")
     a = ap.parse_args()
     m, _, _ = load_world(a.world)
     env = TwoRoomsConfig(layout="random")
+    scale = float(m.state_scale)
+    if a.refit_probe:
+        net, mu, sd, err = fit_probe(m, env, targets=2)
+        print(f"refitted state probe: held-out error x {err[0]:.2f} px, y {err[1]:.2f} px")
+        read = lambda z: (net(z.float()) * sd + mu).detach()  # noqa: E731
+    else:
+        read = lambda z: m.read_state(z) * scale  # noqa: E731
     eps = eval_episodes(a.episodes, env, task="opposite")
     lay = eps.layout
     keep = np.abs(eps.start[:, 1] - lay[:, 1]) > lay[:, 2] + 3  # level with the wall, not with the door
@@ -48,26 +58,25 @@ def main() -> None:
         p = move(p, acts[:, k], lay, env)
         real.append(p.copy())
     real = np.stack(real, 1)  # [n, steps, 2]
-    scale = float(m.state_scale)
     with torch.no_grad():
         z0 = m.encode(torch.from_numpy(render(start, lay, env)))
         zi = m.rollout(z0, torch.from_numpy(acts).float())
         frames = render(real.reshape(-1, 2), np.repeat(lay, steps, 0), env)
         zr = m.encode(torch.from_numpy(frames)).reshape(n, steps, -1)
         zg = m.encode(torch.from_numpy(render(goal, lay, env)))
-        xi = (m.read_state(zi) * scale).numpy()
-        xr = (m.read_state(zr) * scale).numpy()
+        xi = read(zi).numpy()
+        xr = read(zr).numpy()
         e_real = m.distance(zr, zg[:, None], a.energy).numpy()
         e_imag = m.distance(zi, zg[:, None], a.energy).numpy()
         e0 = m.distance(z0, zg, a.energy).numpy()
         # one step from the *real* frame before: does the predictor know the rule, or does it lose it by drifting?
         zprev = torch.cat([z0[:, None], zr[:, :-1]], 1)
         z1 = m.step(zprev, torch.from_numpy(acts).float())
-        x1 = (m.read_state(z1) * scale).numpy()
+        x1 = read(z1).numpy()
         mse_pred = (z1 - zr).pow(2).mean(-1).numpy()  # the one-step error in the latent, against standing still
         mse_id = (zprev - zr).pow(2).mean(-1).numpy()
     prev = np.concatenate([start[:, None], real[:, :-1]], 1)
-    xprev = np.concatenate([(m.read_state(z0[:, None]) * scale).detach().numpy(), xr[:, :-1]], 1)
+    xprev = np.concatenate([read(z0[:, None]).detach().numpy(), xr[:, :-1]], 1)
     through = (np.sign(lay[:, None, 0] - xi[..., 0]) != side[:, None])  # imagined on the far side of the wall
     print(f"# {a.world}, energy {a.energy}: {n} of {a.episodes} opposite-room episodes start level with the wall; "
           f"the agent pushes at it, 1.5 px per step; mean over episodes (energy at the start {e0.mean():.2f})")
@@ -96,14 +105,16 @@ def main() -> None:
           f"collision, which is one step's change")
     if a.no_layout:
         return
-    err, spread = layout_probe(m, env)
+    _, _, sd, err = fit_probe(m, env)
+    spread = sd.tolist()
     print("\n| MLP probe error (px), held-out frames | agent x | agent y | wall x | door y |\n|---|---:|---:|---:|---:|")
     print("| this world model's latents | " + " | ".join(f"{e:.2f}" for e in err) + " |")
     print("| predicting the mean (the targets' std) | " + " | ".join(f"{e:.1f}" for e in spread) + " |")
 
 
-def layout_probe(m, env: TwoRoomsConfig, n: int = 4000, seed: int = 0) -> tuple[list[float], list[float]]:
-    """Held-out mean absolute error of an MLP probe from the latents to (agent x, agent y, wall x, door y)."""
+def fit_probe(m, env: TwoRoomsConfig, n: int = 4000, seed: int = 0, targets: int = 4):
+    """An MLP probe from the latents to (agent x, agent y, wall x, door y)[:targets], fitted on 75% of random frames:
+    ``(net, mean, std, held-out mean absolute error per target)``; ``net(z) * std + mean`` reads the targets."""
     rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
     lo, hi = env.lo, env.hi
@@ -116,12 +127,12 @@ def layout_probe(m, env: TwoRoomsConfig, n: int = 4000, seed: int = 0) -> tuple[
     with torch.no_grad():
         z = torch.cat([m.encode(torch.from_numpy(render(pos[i:i + 500], lay[i:i + 500], env)))
                        for i in range(0, len(pos), 500)]).float()
-    y = torch.from_numpy(np.c_[pos, lay[:, :2]]).float()
+    y = torch.from_numpy(np.c_[pos, lay[:, :2]][:, :targets]).float()
     mu, sd = y.mean(0), y.std(0)
     k = int(0.75 * len(z))
     torch.manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Linear(z.shape[1], 256), torch.nn.GELU(), torch.nn.Linear(256, 256),
-                              torch.nn.GELU(), torch.nn.Linear(256, 4))
+                              torch.nn.GELU(), torch.nn.Linear(256, targets))
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     for _ in range(1500):
         idx = torch.randint(0, k, (256,), generator=g)
@@ -131,7 +142,7 @@ def layout_probe(m, env: TwoRoomsConfig, n: int = 4000, seed: int = 0) -> tuple[
         opt.step()
     with torch.no_grad():
         err = ((net(z[k:]) * sd + mu) - y[k:]).abs().mean(0)
-    return err.tolist(), sd.tolist()
+    return net.eval(), mu, sd, err.tolist()
 
 
 if __name__ == "__main__":

@@ -256,6 +256,50 @@ def test_metric_head_trains_resumes_and_plans(data, tmp_path, one_thread):
         WorldModel(cfg(data).model).distance(z[:, 0], z[:, 1], "metric")
 
 
+def test_metric_frames_spread_over_the_episode(data, tmp_path, one_thread):
+    ds = load_trajectories(data)
+    eps = np.array([0, 3, 3, 7])
+    steps, rows = ds.spread(eps, 5, np.random.default_rng(0))
+    assert steps.shape == rows.shape == (4, 5)
+    assert (np.diff(steps, axis=1) > 0).all() and steps.min() >= 0 and (steps < ds.lengths[eps][:, None]).all()
+    assert np.array_equal(ds.all_frames()[rows[1]], ds.episodes[3].frames[steps[1]])
+    assert steps.max() - steps.min() > 5  # not a window: spread over the 10-frame episodes
+    with pytest.raises(Exception, match="fewer than the 11"):
+        ds.spread(eps, 11, np.random.default_rng(0))
+    # the term on frames at given steps: consecutive steps give the window's loss exactly
+    phi = torch.randn(3, 6, 4, generator=torch.Generator().manual_seed(0))
+    assert metric_loss(phi, 0.1, torch.arange(6).expand(3, -1)).item() == pytest.approx(metric_loss(phi, 0.1).item(), rel=1e-6)
+    t = torch.tensor([[0, 2, 5, 9]])
+    exact = torch.stack([t[0].float(), torch.zeros(4)], -1)[None]  # distances equal to the steps between them
+    assert metric_loss(exact, 0.1, t).item() < 1e-10 and metric_loss(exact, 0.1).item() > 0.1
+    with pytest.raises(ConfigError, match="data.metric_frames"):
+        cfg(data, "data.metric_frames=4")  # no temporal-distance term to feed
+    with pytest.raises(ConfigError, match="data.metric_frames"):
+        cfg(data, "data.metric_frames=1", "model.metric_dim=8", "loss.metric=1")
+    c = cfg(data, "model.metric_dim=8", "loss.metric=1", "model.encoder=conv", "data.metric_frames=8")
+    tr = WorldTrainer(c, tmp_path / "spread", progress=False)
+    b = next(tr._loader())
+    assert b["metric_clips"].shape[:2] == (8, 8) and b["metric_times"].shape == (8, 8)
+    plain = WorldTrainer(cfg(data, "model.metric_dim=8", "loss.metric=1", "model.encoder=conv"), tmp_path / "plain",
+                         progress=False)
+    pb = next(plain._loader())
+    assert torch.equal(pb["clips"], b["clips"]) and "metric_clips" not in pb  # the windows drawn are the same
+    tr.fit()
+    rows = (tmp_path / "spread" / "metrics.csv").read_text().splitlines()
+    assert float(rows[-1].split(",")[rows[0].split(",").index("loss_metric")]) > 0
+    # the window's own pairs beside the spread frames: their own loss part, the window's loss exactly
+    with pytest.raises(ConfigError, match="loss.metric_local"):
+        cfg(data, "model.metric_dim=8", "loss.metric=1", "loss.metric_local=1")  # no spread frames
+    c_local = cfg(data, "model.metric_dim=8", "loss.metric=1", "model.encoder=conv", "data.metric_frames=8",
+                  "loss.metric_local=0.5")
+    m = WorldModel(c_local.model)
+    z, zm = m.encode(b["clips"]), m.encode(b["metric_clips"])
+    a, s = b["actions"], b["states"]
+    _, parts, _ = world_losses(m, z, a, s, c_local.loss, 64.0, metric=(zm, b["metric_times"]))
+    assert parts["loss_metric_local"].item() == pytest.approx(metric_loss(m.metric(z), 0.1).item(), rel=1e-6)
+    assert parts["loss_metric"].item() == pytest.approx(metric_loss(m.metric(zm), 0.1, b["metric_times"]).item(), rel=1e-6)
+
+
 def test_stay_term_trains_only_the_predictor_to_stand_still(data):
     with pytest.raises(ConfigError, match="loss.stay"):
         cfg(data, "loss.stay=-1")

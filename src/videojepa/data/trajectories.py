@@ -293,6 +293,16 @@ class TrajectoryDataset:
         starts = (rng.random(n) * (self.lengths[eps] - window + 1)).astype(np.int64)
         return eps, starts
 
+    def spread(self, eps: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``k`` distinct frames of each episode of ``eps``, uniformly at random over the whole episode and sorted:
+        ``(steps [B, k]`` within each episode, ``rows [B, k]`` of :meth:`all_frames`)."""
+        short = eps[self.lengths[eps] < k]
+        if len(short):
+            raise DataError(f"{self.source}: episode {self.episodes[short[0]].name} has {self.lengths[short[0]]} "
+                            f"frames, fewer than the {k} to draw from it")
+        steps = np.stack([np.sort(rng.choice(int(self.lengths[e]), k, replace=False)) for e in eps]).astype(np.int64)
+        return steps, self.frame_start[eps][:, None] + steps
+
     def sample(self, batch: int, window: int, rng: np.random.Generator) -> dict:
         return self.windows(*self.draw(batch, window, rng), window)
 

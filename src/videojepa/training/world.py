@@ -15,6 +15,8 @@ and scores the predictor:
   between two frames of one window regressed onto the number of steps between them with a low expectile
   (``loss.metric_expectile``), so that it follows the *shortest* observed way between two places (a random walk's
   detours are upper bounds): :func:`metric_loss`. It trains the encoder too when the encoder trains. With
+  ``data.metric_frames=K`` the term reads ``K`` frames drawn across each window's whole episode instead of the
+  window (encoded for it alone), so that it sees pairs as far apart as the episodes are long. With
   ``loss.metric_rollout`` (a share of ``loss.metric``), the rollout is also trained so that the head reads the
   same on imagined latents as on the real ones (squared distance, in window lengths; only the predictor gets a
   gradient from this term: letting the head fit it flattened the head, letting the encoder fit it lost the agent,
@@ -58,7 +60,8 @@ __all__ = ["WorldConfig", "WorldTrainer", "WORLD_FORMAT", "WORLD_COLUMNS", "load
 
 WORLD_FORMAT = "videojepa-world/1"
 WORLD_COLUMNS = ["step", "loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm",
-                 "loss_probe", "loss_metric", "loss_metric_rollout", "loss_stay", "loss_scene", "lr", "grad_norm",
+                 "loss_probe", "loss_metric", "loss_metric_local", "loss_metric_rollout", "loss_stay", "loss_scene",
+                 "lr", "grad_norm",
                  "clips_per_s", "elapsed_s", "z_std", "z_erank", "probe_err_px", "rollout_err_px", "val_rollout",
                  "val_metric", "samples_skipped"]
 
@@ -67,13 +70,21 @@ WORLD_COLUMNS = ["step", "loss", "loss_tf", "loss_rollout", "loss_std", "loss_co
 class WDataSection:
     """``path``: a trajectory folder (``videojepa world collect``, :func:`~videojepa.data.trajectories.
     write_trajectories`) or a LeRobot dataset folder. ``window``: frames per training window. ``val_episodes``:
-    episodes held out for the diagnostics (the last ones). ``limit``: use only the first ``limit`` episodes."""
+    episodes held out for the diagnostics (the last ones). ``limit``: use only the first ``limit`` episodes.
+    ``metric_frames``: ``K > 0`` draws, for each window, ``K`` distinct frames spread over its whole episode (sorted,
+    uniformly at random) for the temporal-distance term, whose pairs are then as far apart as the episode is long
+    (0: the term reads the window). With perfect perception the distances learned from 97-frame spans folded the far
+    field (CEM on the true dynamics 72% across rooms), from 97 frames drawn over 385-frame episodes they did not
+    (94%; bench/world_metric_objectives.py). From pixels (the ``conv_map`` encoder) the energy came out right in
+    the large and rough at the scale of the map's cells, and planned worse than 97-frame windows did
+    (bench/RESULTS_planning.md). Episodes shorter than ``K`` frames are not drawn."""
 
     path: str = ""
     window: int = 17
     batch_size: int = 64
     val_episodes: int = 64
     limit: int | None = None
+    metric_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.window < 2:
@@ -82,6 +93,8 @@ class WDataSection:
             raise ConfigError(f"data.batch_size must be >= 2 (the variance terms need a batch), got {self.batch_size}")
         if self.val_episodes < 0:
             raise ConfigError(f"data.val_episodes must be >= 0, got {self.val_episodes}")
+        if self.metric_frames < 0 or self.metric_frames == 1:
+            raise ConfigError(f"data.metric_frames must be 0 (off) or >= 2, got {self.metric_frames}")
 
 
 @dataclass(frozen=True)
@@ -98,7 +111,11 @@ class WLossSection:
     needs states. Both apply to the ``mlp`` and ``conv`` predictors. ``scene``: the same-episode contrastive term
     (:func:`scene_loss`, with ``model.scene_dim > 0``), at ``scene_temperature``. The three were tried against an
     imagination that walks through walls (bench/world_wall_check.py) and did not stop it at the scale measured
-    (bench/RESULTS_planning.md)."""
+    (bench/RESULTS_planning.md). ``metric_local``: with ``data.metric_frames``, the temporal-distance term on the
+    window's own consecutive frames too, at this share of ``metric`` (the spread frames are on average several steps
+    apart, so they hardly constrain the distance between neighbouring places). Measured at 600 steps on
+    ``conv_map``: it sharpened the energy near the goal and flattened it elsewhere (26% against 56% on the true
+    dynamics), so it is off by default."""
 
     distance: str = "mse"
     teacher_forcing: float = 1.0
@@ -112,6 +129,7 @@ class WLossSection:
     metric: float = 0.0
     metric_expectile: float = 0.1
     metric_rollout: float = 0.0
+    metric_local: float = 0.0
     stay: float = 0.0
     rollout_starts: int = 1
     blocked: float = 0.0
@@ -132,7 +150,7 @@ class WLossSection:
         if not 0 < self.metric_expectile < 1:
             raise ConfigError(f"loss.metric_expectile must be in (0, 1), got {self.metric_expectile}")
         for k in ("teacher_forcing", "std", "cov", "time", "idm", "std_margin", "metric", "metric_rollout",
-                  "stay", "blocked", "scene"):
+                  "metric_local", "stay", "blocked", "scene"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"loss.{k} must be >= 0, got {getattr(self, k)}")
         if self.rollout == 0 and self.teacher_forcing == 0:
@@ -187,6 +205,12 @@ class WorldConfig:
         if (self.loss.metric > 0) != (self.model.metric_dim > 0):
             raise ConfigError(f"loss.metric={self.loss.metric} and model.metric_dim={self.model.metric_dim}: the "
                               "temporal-distance term needs its head and the head needs the term (set both or neither)")
+        if self.data.metric_frames and not self.loss.metric > 0:
+            raise ConfigError(f"data.metric_frames={self.data.metric_frames} feeds the temporal-distance term: set "
+                              "loss.metric > 0 and model.metric_dim > 0 too")
+        if self.loss.metric_local > 0 and not self.data.metric_frames:
+            raise ConfigError("loss.metric_local weighs the window's own pairs beside the frames of data.metric_frames; "
+                              "without those the term reads the window already")
         if (self.loss.scene > 0) != (self.model.scene_dim > 0):
             raise ConfigError(f"loss.scene={self.loss.scene} and model.scene_dim={self.model.scene_dim}: the "
                               "same-episode term needs its head and the head needs the term (set both or neither)")
@@ -273,17 +297,20 @@ def vc_terms(z: torch.Tensor, margin: float = 1.0, cov_norm: str = "dim", tokens
     return F.relu(margin - std).mean(), pen
 
 
-def metric_loss(phi: torch.Tensor, expectile: float = 0.1) -> torch.Tensor:
+def metric_loss(phi: torch.Tensor, expectile: float = 0.1, times: torch.Tensor | None = None) -> torch.Tensor:
     """Temporal-distance regression on one window per row: ``phi`` ``[B, T, M]`` (the metric head's outputs for
-    ``T`` consecutive frames). For every pair ``i < j`` the distance ``|phi_i - phi_j|`` is regressed onto ``j - i``
-    (steps) with the asymmetric squared loss of expectile ``expectile``: with a low expectile an overestimate costs
-    ``1 - expectile`` and an underestimate ``expectile``, so across the data the distance settles near the *fewest*
-    steps observed between two places (the policy's detours are upper bounds), the quantity a planner's energy needs.
-    Errors are measured in window lengths (``/ (T - 1)``), so the term's scale does not grow with the window."""
+    ``T`` consecutive frames, or for frames at the increasing steps ``times`` ``[B, T]`` of their episodes). For every
+    pair ``i < j`` the distance ``|phi_i - phi_j|`` is regressed onto the steps between them (``j - i``, or
+    ``times_j - times_i``) with the asymmetric squared loss of expectile ``expectile``: with a low expectile an
+    overestimate costs ``1 - expectile`` and an underestimate ``expectile``, so across the data the distance settles
+    near the *fewest* steps observed between two places (the policy's detours are upper bounds), the quantity a
+    planner's energy needs. Errors are measured in units of ``T - 1`` steps (a window's length), so the term's scale
+    does not grow with the window."""
     b, t, _ = phi.shape
     i, j = torch.triu_indices(t, t, 1, device=phi.device)
     dist = (phi[:, i] - phi[:, j]).pow(2).sum(-1).clamp_min(1e-12).sqrt()  # [B, P]
-    u = ((j - i).to(phi.dtype) - dist) / (t - 1)
+    gap = (j - i).to(phi.dtype) if times is None else (times[:, j] - times[:, i]).to(phi.dtype)
+    u = (gap - dist) / (t - 1)
     w = torch.where(u < 0, 1.0 - expectile, expectile)
     return (w * u.pow(2)).mean()
 
@@ -308,8 +335,11 @@ def scene_loss(s: torch.Tensor, temperature: float = 0.1, episodes: torch.Tensor
 
 
 def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, states: torch.Tensor | None,
-                 loss, state_scale: float, episodes: torch.Tensor | None = None) -> tuple[torch.Tensor, dict, dict]:
-    """``z`` ``[B, T, D]`` (normalised latents of the window), actions ``[B, T-1, A]``, states ``[B, T, S]``."""
+                 loss, state_scale: float, episodes: torch.Tensor | None = None,
+                 metric: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict, dict]:
+    """``z`` ``[B, T, D]`` (normalised latents of the window), actions ``[B, T-1, A]``, states ``[B, T, S]``.
+    ``metric``: ``(latents [B, K, D], steps [B, K])`` of frames spread over each window's episode
+    (``data.metric_frames``), which the temporal-distance term then reads instead of the window."""
     b, t, d = z.shape
     parts: dict = {}
     total = z.new_zeros(())
@@ -353,16 +383,22 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
         total = total + loss.std * parts["loss_std"] + loss.cov * parts["loss_cov"] + loss.time * parts["loss_time"] \
             + loss.idm * parts["loss_idm"]
     if model.metric is not None and loss.metric > 0:
-        phi = model.metric(z)
-        parts["loss_metric"] = metric_loss(phi, loss.metric_expectile)
+        local = metric is None or loss.metric_local > 0 or loss.metric_rollout > 0
+        phi = model.metric(z) if local else None
+        parts["loss_metric"] = metric_loss(phi, loss.metric_expectile) if metric is None else \
+            metric_loss(model.metric(metric[0]), loss.metric_expectile, metric[1])
         total = total + loss.metric * parts["loss_metric"]
+        if metric is not None and loss.metric_local > 0:  # the window's own pairs: the short range, at every step
+            parts["loss_metric_local"] = metric_loss(phi, loss.metric_expectile)
+            total = total + loss.metric * loss.metric_local * parts["loss_metric_local"]
         if loss.metric_rollout > 0 and pred is not None:  # the planner reads the head on *imagined* latents
             # only the predictor answers for this term: the head fitting it flattened the head, the encoder fitting
             # it stopped encoding the agent (bench/RESULTS_planning.md)
             frozen = {k: v.detach() for k, v in model.metric.named_parameters()}
             imagined = model.rollout(z[:, 0].detach(), actions[:, :r])
             phi_pred = torch.func.functional_call(model.metric, frozen, (imagined,))
-            gap = (phi_pred - phi[:, 1:r + 1].detach()).pow(2).sum(-1).mean() / (t - 1) ** 2
+            unit = (t if metric is None else metric[1].shape[1]) - 1  # the temporal-distance term's unit of steps
+            gap = (phi_pred - phi[:, 1:r + 1].detach()).pow(2).sum(-1).mean() / unit ** 2
             parts["loss_metric_rollout"] = gap
             total = total + loss.metric * loss.metric_rollout * gap
     if model.scene is not None and loss.scene > 0:
@@ -381,7 +417,7 @@ class WorldTrainer(Engine):
     PARTS = ("encoder", "predictor", "idm", "probe")  # the WorldModel's sub-modules (+ "metric", "scene" if present)
     METRIC_COLUMNS = WORLD_COLUMNS
     ACC_KEYS = ("loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm", "loss_probe",
-                "loss_metric", "loss_metric_rollout", "loss_stay", "loss_scene")
+                "loss_metric", "loss_metric_local", "loss_metric_rollout", "loss_stay", "loss_scene")
 
     def __init__(self, cfg: WorldConfig, out_dir: str | Path, *, resume: str | None = "auto", progress: bool = True,
                  device: str | None = None, env: DistEnv | None = None, data: TrajectoryDataset | None = None) -> None:
@@ -405,6 +441,11 @@ class WorldTrainer(Engine):
         n_val = min(cfg.data.val_episodes, len(ds) // 5)
         self.train_eps = np.arange(len(ds) - n_val)
         self.val_eps = np.arange(len(ds) - n_val, len(ds))
+        if cfg.data.metric_frames:  # the spread frames come from the window's episode: it must hold them
+            self.train_eps = np.intersect1d(self.train_eps, ds.eligible(cfg.data.metric_frames))
+            if not len(self.train_eps):
+                raise ValueError(f"{cfg.data.path}: no training episode has data.metric_frames="
+                                 f"{cfg.data.metric_frames} frames")
         self.state_scale = float(mc.img_size)
         vit, self.vit_desc = self._build_vit() if mc.encoder == "vit" else (None, None)
         with torch.random.fork_rng(devices=[]):
@@ -456,9 +497,16 @@ class WorldTrainer(Engine):
         eps, starts = self.data.draw(n, w, rng, pool)
         win = self.data.windows(eps, starts, w, frames=self.feats is None)
         clips = win["frames"] if self.feats is None else self.feats[torch.from_numpy(self.data.frame_index(eps, starts, w))]
-        return {"clips": torch.as_tensor(clips), "actions": torch.from_numpy(win["actions"]),
-                "states": torch.from_numpy(win["states"]), "episodes": torch.from_numpy(eps), "step": step,
-                "skipped": []}
+        out = {"clips": torch.as_tensor(clips), "actions": torch.from_numpy(win["actions"]),
+               "states": torch.from_numpy(win["states"]), "episodes": torch.from_numpy(eps), "step": step,
+               "skipped": []}
+        k = self.cfg.data.metric_frames
+        if k and step >= 0:  # drawn after the window: the window streams stay those of metric_frames=0
+            times, rows = self.data.spread(eps, k, rng)
+            out["metric_clips"] = torch.as_tensor(self.data.all_frames()[rows] if self.feats is None
+                                                  else self.feats[torch.from_numpy(rows)])
+            out["metric_times"] = torch.from_numpy(times)
+        return out
 
     def _loader(self):
         for s in range(self.step, self.max_steps):
@@ -504,8 +552,11 @@ class WorldTrainer(Engine):
         z = self.latents(batch)
         a = batch["actions"].to(self.device)
         s = batch["states"].to(self.device)
+        spread = None
+        if "metric_clips" in batch:
+            spread = (self.latents({"clips": batch["metric_clips"]}), batch["metric_times"].to(self.device))
         loss, parts, out = world_losses(self.model, z, a, s, self.cfg.loss, self.state_scale,
-                                        episodes=batch.get("episodes"))
+                                        episodes=batch.get("episodes"), metric=spread)
         out["states"] = s
         return loss, {k: v.item() for k, v in parts.items()}, out
 
