@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from videojepa.config import ConfigError
+from videojepa.data.errors import DataError
 from videojepa.data.trajectories import load_trajectories
 from videojepa.envs.collect import collect
 from videojepa.envs.two_rooms import TwoRoomsConfig
@@ -264,7 +265,7 @@ def test_metric_frames_spread_over_the_episode(data, tmp_path, one_thread):
     assert (np.diff(steps, axis=1) > 0).all() and steps.min() >= 0 and (steps < ds.lengths[eps][:, None]).all()
     assert np.array_equal(ds.all_frames()[rows[1]], ds.episodes[3].frames[steps[1]])
     assert steps.max() - steps.min() > 5  # not a window: spread over the 10-frame episodes
-    with pytest.raises(Exception, match="fewer than the 11"):
+    with pytest.raises(DataError, match="fewer than the 11"):
         ds.spread(eps, 11, np.random.default_rng(0))
     # the term on frames at given steps: consecutive steps give the window's loss exactly
     phi = torch.randn(3, 6, 4, generator=torch.Generator().manual_seed(0))
@@ -287,6 +288,7 @@ def test_metric_frames_spread_over_the_episode(data, tmp_path, one_thread):
     tr.fit()
     rows = (tmp_path / "spread" / "metrics.csv").read_text().splitlines()
     assert float(rows[-1].split(",")[rows[0].split(",").index("loss_metric")]) > 0
+    assert np.isfinite(tr.evaluate_rollout()["val_metric"])  # validated on the spread frames of held-out episodes
     # the window's own pairs beside the spread frames: their own loss part, the window's loss exactly
     with pytest.raises(ConfigError, match="loss.metric_local"):
         cfg(data, "model.metric_dim=8", "loss.metric=1", "loss.metric_local=1")  # no spread frames

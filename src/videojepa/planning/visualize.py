@@ -63,11 +63,20 @@ def episodes_gif(result: dict, episodes: Episodes, env_cfg: TwoRoomsConfig, path
 def _energy_grid(model, goal: np.ndarray, layout: np.ndarray, env_cfg: TwoRoomsConfig, energy: str, device,
                  stride: int) -> dict:
     """:func:`~videojepa.planning.agent.energy_field` on a ``stride``-px grid and the true geodesic distance there."""
-    from ..envs.two_rooms import geodesic_distance
     from .agent import energy_field
 
+    return grid_from_field(energy_field(model, goal, layout, env_cfg, energy, device, stride=stride), goal, layout,
+                           env_cfg, stride)
+
+
+def grid_from_field(field: np.ndarray, goal: np.ndarray, layout: np.ndarray, env_cfg: TwoRoomsConfig,
+                    stride: int = 2) -> dict:
+    """Any energy ``field`` ``[size, size]`` (inf where the agent cannot stand) as the grid that
+    :func:`energy_diagnostics` and :func:`energy_landscape` read, with the true geodesic distance beside it."""
+    from ..envs.two_rooms import geodesic_distance
+
     s, b = env_cfg.size, env_cfg.border
-    field = energy_field(model, goal, layout, env_cfg, energy, device, stride=stride)[b:s - b:stride, b:s - b:stride]
+    field = field[b:s - b:stride, b:s - b:stride]
     geo_field = geodesic_distance(goal, layout, env_cfg)
     geo = geo_field[b:s - b:stride, b:s - b:stride]
     xs, ys = np.meshgrid(np.arange(b, s - b, stride), np.arange(b, s - b, stride))

@@ -383,10 +383,12 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
         total = total + loss.std * parts["loss_std"] + loss.cov * parts["loss_cov"] + loss.time * parts["loss_time"] \
             + loss.idm * parts["loss_idm"]
     if model.metric is not None and loss.metric > 0:
-        local = metric is None or loss.metric_local > 0 or loss.metric_rollout > 0
-        phi = model.metric(z) if local else None
-        parts["loss_metric"] = metric_loss(phi, loss.metric_expectile) if metric is None else \
-            metric_loss(model.metric(metric[0]), loss.metric_expectile, metric[1])
+        window_read = metric is None or loss.metric_local > 0 or loss.metric_rollout > 0
+        phi = model.metric(z) if window_read else None  # the head on the window's frames
+        if metric is None:
+            parts["loss_metric"] = metric_loss(phi, loss.metric_expectile)
+        else:
+            parts["loss_metric"] = metric_loss(model.metric(metric[0]), loss.metric_expectile, metric[1])
         total = total + loss.metric * parts["loss_metric"]
         if metric is not None and loss.metric_local > 0:  # the window's own pairs: the short range, at every step
             parts["loss_metric_local"] = metric_loss(phi, loss.metric_expectile)
@@ -442,7 +444,9 @@ class WorldTrainer(Engine):
         self.train_eps = np.arange(len(ds) - n_val)
         self.val_eps = np.arange(len(ds) - n_val, len(ds))
         if cfg.data.metric_frames:  # the spread frames come from the window's episode: it must hold them
-            self.train_eps = np.intersect1d(self.train_eps, ds.eligible(cfg.data.metric_frames))
+            long_enough = ds.eligible(cfg.data.metric_frames)
+            self.train_eps = np.intersect1d(self.train_eps, long_enough)
+            self.val_eps = np.intersect1d(self.val_eps, long_enough)
             if not len(self.train_eps):
                 raise ValueError(f"{cfg.data.path}: no training episode has data.metric_frames="
                                  f"{cfg.data.metric_frames} frames")
@@ -492,7 +496,14 @@ class WorldTrainer(Engine):
         out = [self.model.encode(torch.from_numpy(frames[i:i + chunk]).to(self.device)).cpu() for i in it]
         return torch.cat(out)
 
-    def _batch(self, rng: np.random.Generator, pool: np.ndarray, n: int, step: int) -> dict:
+    def _spread(self, eps: np.ndarray, rng: np.random.Generator) -> dict:
+        """``data.metric_frames`` frames drawn across each of the episodes ``eps`` (pixels, or cached features) and
+        their steps within the episode."""
+        times, rows = self.data.spread(eps, self.cfg.data.metric_frames, rng)
+        clips = self.data.all_frames()[rows] if self.feats is None else self.feats[torch.from_numpy(rows)]
+        return {"metric_clips": torch.as_tensor(clips), "metric_times": torch.from_numpy(times)}
+
+    def _batch(self, rng: np.random.Generator, pool: np.ndarray, n: int, step: int, spread: bool = True) -> dict:
         w = self.cfg.data.window
         eps, starts = self.data.draw(n, w, rng, pool)
         win = self.data.windows(eps, starts, w, frames=self.feats is None)
@@ -500,12 +511,8 @@ class WorldTrainer(Engine):
         out = {"clips": torch.as_tensor(clips), "actions": torch.from_numpy(win["actions"]),
                "states": torch.from_numpy(win["states"]), "episodes": torch.from_numpy(eps), "step": step,
                "skipped": []}
-        k = self.cfg.data.metric_frames
-        if k and step >= 0:  # drawn after the window: the window streams stay those of metric_frames=0
-            times, rows = self.data.spread(eps, k, rng)
-            out["metric_clips"] = torch.as_tensor(self.data.all_frames()[rows] if self.feats is None
-                                                  else self.feats[torch.from_numpy(rows)])
-            out["metric_times"] = torch.from_numpy(times)
+        if spread and self.cfg.data.metric_frames:  # drawn after the window: the windows stay those of metric_frames=0
+            out.update(self._spread(eps, rng))
         return out
 
     def _loader(self):
@@ -548,13 +555,17 @@ class WorldTrainer(Engine):
         x = batch["clips"].to(self.device)
         return x if self.feats is not None else self.model.encode(x)
 
+    def spread_latents(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(latents, steps)`` of the batch's frames drawn across whole episodes (``data.metric_frames``), or None."""
+        if "metric_clips" not in batch:
+            return None
+        return self.latents({"clips": batch["metric_clips"]}), batch["metric_times"].to(self.device)
+
     def forward(self, batch: dict, step: int):
         z = self.latents(batch)
         a = batch["actions"].to(self.device)
         s = batch["states"].to(self.device)
-        spread = None
-        if "metric_clips" in batch:
-            spread = (self.latents({"clips": batch["metric_clips"]}), batch["metric_times"].to(self.device))
+        spread = self.spread_latents(batch)
         loss, parts, out = world_losses(self.model, z, a, s, self.cfg.loss, self.state_scale,
                                         episodes=batch.get("episodes"), metric=spread)
         out["states"] = s
@@ -573,11 +584,15 @@ class WorldTrainer(Engine):
 
     @torch.no_grad()
     def evaluate_rollout(self, n: int = 256) -> dict:
-        """Probe error (px) on encoded frames and after the rollout, and the rollout loss, on held-out windows
-        (training windows when nothing is held out); a fixed draw, the same at every call."""
+        """Probe error (px) on encoded frames and after the rollout, the rollout loss and the temporal-distance term
+        (on the frames it trains on: the window, or those of ``data.metric_frames``), on held-out windows (training
+        windows when nothing is held out); a fixed draw, the same at every call."""
         self.model.eval()
         pool = self.val_eps if len(self.val_eps) else self.train_eps
-        b = self._batch(numpy_generator(self.seed, "world-val"), pool, n, -1)
+        rng = numpy_generator(self.seed, "world-val")
+        b = self._batch(rng, pool, n, -1, spread=False)
+        if self.cfg.data.metric_frames:  # the term's own frames for 32 of the windows (K frames each to encode)
+            b.update(self._spread(b["episodes"][:32].numpy(), rng))
         z = self.latents(b)
         a, s = b["actions"].to(self.device), b["states"].to(self.device)
         r = max(1, min(self.cfg.loss.rollout, z.shape[1] - 1))
@@ -585,7 +600,9 @@ class WorldTrainer(Engine):
         err = lambda zz, ss: (self.model.read_state(zz) * self.state_scale - ss).norm(dim=-1).mean().item()  # noqa: E731
         res = {"val_rollout": _dist(pred, z[:, 1:r + 1], self.cfg.loss.distance).item()}
         if self.model.metric is not None:
-            res["val_metric"] = metric_loss(self.model.metric(z), self.cfg.loss.metric_expectile).item()
+            spread = self.spread_latents(b)
+            res["val_metric"] = (metric_loss(self.model.metric(z), self.cfg.loss.metric_expectile) if spread is None else
+                                 metric_loss(self.model.metric(spread[0]), self.cfg.loss.metric_expectile, spread[1])).item()
         if s.shape[-1] >= 2:
             res["probe_err_px"] = err(z, s)
             res["rollout_err_px"] = err(pred[:, -1], s[:, r])
