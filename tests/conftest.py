@@ -3,6 +3,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("VIDEOJEPA_CPU_BF16", "0")  # float32 on every CPU: the suite's expected floats; tests of the choice unset it
+# torchrun tests inherit it: a rank stuck in a collective fails the run in 2 min instead of gloo's 30
+os.environ.setdefault("VIDEOJEPA_DIST_TIMEOUT", "120")
 
 import pytest
 import torch

@@ -134,10 +134,10 @@ def test_embed_under_torchrun_matches_one_process(run_checkpoint, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "videojepa",
            *args, "--out", str(tmp_path / "two")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(cmd + ["--max-shards", "3"], capture_output=True, text=True, timeout=600, env=env)
+    r = subprocess.run(cmd + ["--max-shards", "3"], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("stopped after 3 shard(s)") == 1 and "2 left" in r.stdout  # 3 in all, not 3 per rank
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)  # continues
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)  # continues
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("done: 10 items") == 1  # only rank 0 reports
     a, b = load_features(tmp_path / "one"), load_features(tmp_path / "two")

@@ -26,7 +26,7 @@ def _run(out, nproc, batch, steps, *extra):
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        out, err = p.communicate(timeout=900)
+        out, err = p.communicate(timeout=300)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         out, err = p.communicate()
@@ -110,3 +110,18 @@ def test_gradient_accumulation_across_ranks(tmp_path):
     _run(tmp_path / "one", 1, 4, 2, "optim.grad_accum=2")
     _run(tmp_path / "two", 2, 2, 2, "optim.grad_accum=2")
     _close(_params(tmp_path / "two", 2), _params(tmp_path / "one", 2))
+
+
+def test_collective_timeout_reads_the_environment(monkeypatch):
+    from datetime import timedelta
+
+    from videojepa.training.distributed import collective_timeout
+
+    monkeypatch.delenv("VIDEOJEPA_DIST_TIMEOUT", raising=False)
+    assert collective_timeout() is None
+    monkeypatch.setenv("VIDEOJEPA_DIST_TIMEOUT", "90")
+    assert collective_timeout() == timedelta(seconds=90)
+    for bad in ("0", "-5", "soon"):
+        monkeypatch.setenv("VIDEOJEPA_DIST_TIMEOUT", bad)
+        with pytest.raises(ValueError, match=f"VIDEOJEPA_DIST_TIMEOUT.*{bad}"):
+            collective_timeout()

@@ -224,7 +224,7 @@ def test_two_ranks_equal_one_process_with_double_batch(tmp_path):
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
         try:
-            so, se = p.communicate(timeout=600)
+            so, se = p.communicate(timeout=300)
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
             raise

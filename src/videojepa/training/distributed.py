@@ -3,19 +3,23 @@
 Launch with ``torchrun`` (``torchrun --nproc-per-node N -m videojepa pretrain ...``); the
 environment it sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``) is read
 here. Without it, nothing distributed happens: no process group is created or needed. Backends:
-NCCL on CUDA, gloo on CPU. Models stay free of any of this; the trainer asks this module to wrap
+NCCL on CUDA, gloo on CPU. ``VIDEOJEPA_DIST_TIMEOUT`` (seconds) bounds every collective, so that a
+rank that never arrives stops the others with an error instead of a silent wait (PyTorch's default
+is 10 min for NCCL and 30 min for gloo). Models stay free of any of this; the trainer asks this module to wrap
 them (DDP) and to reduce metrics.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-__all__ = ["DistEnv", "init_distributed", "wrap_ddp", "wrap_fsdp", "is_fsdp", "all_reduce", "barrier", "shutdown"]
+__all__ = ["DistEnv", "collective_timeout", "init_distributed", "wrap_ddp", "wrap_fsdp", "is_fsdp", "all_reduce", "barrier",
+           "shutdown"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,20 @@ def _device(pref: str, local_rank: int) -> torch.device:
     return dev
 
 
+def collective_timeout() -> timedelta | None:
+    """``VIDEOJEPA_DIST_TIMEOUT`` as a timedelta, or None (PyTorch's default) when it is unset."""
+    raw = os.environ.get("VIDEOJEPA_DIST_TIMEOUT", "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(f"VIDEOJEPA_DIST_TIMEOUT must be a positive number of seconds, got {raw!r}")
+    return timedelta(seconds=seconds)
+
+
 def init_distributed(device: str = "auto") -> DistEnv:
     """Join the process group that ``torchrun`` describes, or return a single-process environment."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -55,8 +73,11 @@ def init_distributed(device: str = "auto") -> DistEnv:
     dev = _device(device, local)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world,
-                                **({"device_id": dev} if dev.type == "cuda" else {}))
+        extra = {"device_id": dev} if dev.type == "cuda" else {}
+        timeout = collective_timeout()
+        if timeout is not None:
+            extra["timeout"] = timeout
+        dist.init_process_group(backend=backend, rank=rank, world_size=world, **extra)
     return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
