@@ -33,3 +33,59 @@ def enc():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return videojepa.create_model("vit_test").eval()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (from /proc; torchrun starts its ranks in sessions of their own, so a
+    signal to the launcher's process group misses them)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def launch_bounded(cmd: list[str], timeout: float, env: dict | None = None):
+    """Run ``cmd`` (e.g. ``torchrun``) to the end, or for ``timeout`` seconds at most: then every process of its
+    tree prints its Python stack (SIGABRT with PYTHONFAULTHANDLER) and is killed, and the test fails with what they
+    printed. Returns the ``CompletedProcess``."""
+    import signal
+    import subprocess
+
+    env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"}
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        tree = [p.pid, *_descendants(p.pid)]
+        for sig in (signal.SIGABRT, signal.SIGKILL):
+            for pid in tree:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            try:
+                out, err = p.communicate(timeout=20)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            out, err = "", "(its output could not be read)"
+        raise AssertionError(f"timed out after {timeout:.0f} s: {' '.join(cmd)}\n{out[-2000:]}\n{err[-6000:]}")
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
+
+@pytest.fixture(scope="session")
+def launch():
+    """:func:`launch_bounded`, for tests that start process trees."""
+    return launch_bounded

@@ -123,10 +123,9 @@ def test_video_files_end_to_end(run_checkpoint, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_embed_under_torchrun_matches_one_process(run_checkpoint, tmp_path):
+def test_embed_under_torchrun_matches_one_process(run_checkpoint, tmp_path, launch):
     """Two ranks share the shards; rank 0 alone records them; the features equal a one-process run."""
     import os
-    import subprocess
     import sys
 
     args = ["embed", "synthetic:val:10", "--checkpoint", run_checkpoint, "--shard-size", "2", "--no-progress"]
@@ -134,10 +133,10 @@ def test_embed_under_torchrun_matches_one_process(run_checkpoint, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "videojepa",
            *args, "--out", str(tmp_path / "two")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(cmd + ["--max-shards", "3"], capture_output=True, text=True, timeout=300, env=env)
+    r = launch(cmd + ["--max-shards", "3"], 300, env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("stopped after 3 shard(s)") == 1 and "2 left" in r.stdout  # 3 in all, not 3 per rank
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)  # continues
+    r = launch(cmd, 300, env)  # continues
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("done: 10 items") == 1  # only rank 0 reports
     a, b = load_features(tmp_path / "one"), load_features(tmp_path / "two")

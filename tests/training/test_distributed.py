@@ -1,11 +1,8 @@
 """Two gloo ranks on CPU against one process: same data, same masks, same parameters."""
 import os
-import signal
-import subprocess
 import sys
 
 import pytest
-import torch
 
 from videojepa.training.checkpoint import find_latest, load_checkpoint
 
@@ -15,25 +12,29 @@ COMMON = ["--config", "cpu_test", "--no-progress", "optim.schedule_steps=4", "tr
           "train.keep_checkpoints=5", "optim.clip_grad=1.0"]
 
 
-def _run(out, nproc, batch, steps, *extra):
-    if nproc == 1:
-        cmd = [sys.executable, "-m", "videojepa", "pretrain"]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "videojepa", "pretrain"]
-    cmd += ["--out", str(out), "--max-steps", str(steps), *COMMON, f"data.batch_size={batch}", *extra]
-    # own process group, so that a timeout kills every rank (no orphan left waiting in a collective)
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        out, err = p.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-        raise AssertionError(f"timed out: {' '.join(cmd)}\n{err[-3000:]}")
-    r = subprocess.CompletedProcess(cmd, p.returncode, out, err)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return r
+_TIMED_OUT: list[str] = []  # a launch that hung: the later ones fail at once instead of waiting 5 min each
+
+
+@pytest.fixture(scope="module")
+def run(launch):
+    """``run(out, nproc, batch, steps, *overrides)``: ``videojepa pretrain`` in one process or under torchrun."""
+    def _run(out, nproc, batch, steps, *extra):
+        if _TIMED_OUT:
+            pytest.fail(f"not launched: an earlier run of this module timed out ({_TIMED_OUT[0]})")
+        if nproc == 1:
+            cmd = [sys.executable, "-m", "videojepa", "pretrain"]
+        else:
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                   "-m", "videojepa", "pretrain"]
+        cmd += ["--out", str(out), "--max-steps", str(steps), *COMMON, f"data.batch_size={batch}", *extra]
+        try:
+            r = launch(cmd, 300, {**os.environ, "OMP_NUM_THREADS": "1"})
+        except AssertionError:
+            _TIMED_OUT.append(" ".join(cmd[1:5]))
+            raise
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        return r
+    return _run
 
 
 def _params(folder, step):
@@ -48,14 +49,14 @@ def _close(a, b, tol=1e-5):
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory):
+def single(tmp_path_factory, run):
     out = tmp_path_factory.mktemp("single")
-    _run(out, 1, 8, 4)
+    run(out, 1, 8, 4)
     return out
 
 
-def test_two_ranks_equal_one_process_with_double_batch(single, tmp_path):
-    r = _run(tmp_path, 2, 4, 4)
+def test_two_ranks_equal_one_process_with_double_batch(single, tmp_path, run):
+    r = run(tmp_path, 2, 4, 4)
     assert r.stdout.count("done: 4 steps") == 1  # only rank 0 reports
     _close(_params(tmp_path, 4), _params(single, 4))
     # the metrics (loss averaged over ranks) match too
@@ -66,17 +67,17 @@ def test_two_ranks_equal_one_process_with_double_batch(single, tmp_path):
     assert la == pytest.approx(lb, abs=1e-5)
 
 
-def test_resume_two_ranks_to_one_process(single, tmp_path):
-    _run(tmp_path, 2, 4, 2)
+def test_resume_two_ranks_to_one_process(single, tmp_path, run):
+    run(tmp_path, 2, 4, 2)
     assert find_latest(tmp_path / "checkpoints").name == "step_00000002.pt"
-    r = _run(tmp_path, 1, 8, 4)
+    r = run(tmp_path, 1, 8, 4)
     assert "resuming from" in r.stderr
     _close(_params(tmp_path, 4), _params(single, 4))
 
 
-def test_resume_one_process_to_two_ranks(single, tmp_path):
-    _run(tmp_path, 1, 8, 2)
-    _run(tmp_path, 2, 4, 4)
+def test_resume_one_process_to_two_ranks(single, tmp_path, run):
+    run(tmp_path, 1, 8, 2)
+    run(tmp_path, 2, 4, 4)
     _close(_params(tmp_path, 4), _params(single, 4))
 
 
@@ -90,25 +91,25 @@ def _params_any(folder, step):
     return {f"{part}.{k}": v for part in ("encoder", "predictor", "target_encoder") for k, v in sd[part].items()}
 
 
-def test_fsdp_two_ranks_equal_one_process(single, tmp_path):
-    _run(tmp_path, 2, 4, 4, "--parallel", "fsdp")
+def test_fsdp_two_ranks_equal_one_process(single, tmp_path, run):
+    run(tmp_path, 2, 4, 4, "--parallel", "fsdp")
     ck = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert ck == ["step_00000002.dcp", "step_00000004.dcp"]
     _close(_params_any(tmp_path, 4), _params(single, 4))
 
 
-def test_fsdp_checkpoint_resumes_in_one_process_and_back(single, tmp_path):
-    _run(tmp_path, 2, 4, 2, "--parallel", "fsdp")
-    r = _run(tmp_path, 1, 8, 3)  # sharded -> one process
+def test_fsdp_checkpoint_resumes_in_one_process_and_back(single, tmp_path, run):
+    run(tmp_path, 2, 4, 2, "--parallel", "fsdp")
+    r = run(tmp_path, 1, 8, 3)  # sharded -> one process
     assert "step_00000002.dcp" in r.stderr
-    _run(tmp_path, 2, 4, 4, "--parallel", "fsdp")  # consolidated -> sharded
+    run(tmp_path, 2, 4, 4, "--parallel", "fsdp")  # consolidated -> sharded
     _close(_params_any(tmp_path, 4), _params(single, 4))
 
 
-def test_gradient_accumulation_across_ranks(tmp_path):
+def test_gradient_accumulation_across_ranks(tmp_path, run):
     """2 ranks x batch 2 x 2 micro-batches == 1 process x batch 4 x 2 micro-batches (DDP no_sync on the first)."""
-    _run(tmp_path / "one", 1, 4, 2, "optim.grad_accum=2")
-    _run(tmp_path / "two", 2, 2, 2, "optim.grad_accum=2")
+    run(tmp_path / "one", 1, 4, 2, "optim.grad_accum=2")
+    run(tmp_path / "two", 2, 2, 2, "optim.grad_accum=2")
     _close(_params(tmp_path / "two", 2), _params(tmp_path / "one", 2))
 
 
@@ -125,3 +126,20 @@ def test_collective_timeout_reads_the_environment(monkeypatch):
         monkeypatch.setenv("VIDEOJEPA_DIST_TIMEOUT", bad)
         with pytest.raises(ValueError, match=f"VIDEOJEPA_DIST_TIMEOUT.*{bad}"):
             collective_timeout()
+
+
+def test_a_hung_launch_is_killed_with_every_rank(tmp_path, launch):
+    """torchrun starts its ranks in sessions of their own: a timeout must reach them too (else they hold the
+    output pipes and the test waits forever), and say where each one was waiting."""
+    script = tmp_path / "hang.py"
+    script.write_text("import os, time\nimport torch.distributed as dist\ndist.init_process_group('gloo')\n"
+                      f"open(r'{tmp_path}' + '/pid' + os.environ['RANK'], 'w').write(str(os.getpid()))\n"
+                      "if int(os.environ['RANK']) == 0:\n    time.sleep(600)\ndist.barrier()\n")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script)]
+    with pytest.raises(AssertionError, match="timed out after 20 s") as e:
+        launch(cmd, 20, {**os.environ, "OMP_NUM_THREADS": "1"})
+    msg = str(e.value)
+    assert "in barrier" in msg  # the waiting rank's stack
+    pids = [int((tmp_path / f"pid{r}").read_text()) for r in (0, 1)]
+    for pid in pids:  # both ranks are gone (or zombies of init)
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"

@@ -206,11 +206,9 @@ def test_training_needs_labels(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_ranks_equal_one_process_with_double_batch(tmp_path):
+def test_two_ranks_equal_one_process_with_double_batch(tmp_path, launch):
     """torchrun + gloo: 2 ranks of batch 2 train exactly as 1 process of batch 4 (frozen stage, then end to end)."""
     import os
-    import signal
-    import subprocess
     import sys
 
     from videojepa.training.checkpoint import load_checkpoint
@@ -221,14 +219,8 @@ def test_two_ranks_equal_one_process_with_double_batch(tmp_path):
         cmd = [sys.executable, *launcher, "finetune", "--train", "synthetic:train:140", "--steps", "3",
                "--freeze-steps", "1", "--out", str(out), "--no-progress", *TINY, f"data.batch_size={batch}",
                "model.drop_path=0.0", "train.checkpoint_every=3"]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-        try:
-            so, se = p.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            raise
-        assert p.returncode == 0, so[-2000:] + se[-2000:]
+        r = launch(cmd, 300, {**os.environ, "OMP_NUM_THREADS": "1"})
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         sd = load_checkpoint(out / "checkpoints" / "step_00000003.pt")
         return {f"{part}.{k}": v for part in ("encoder", "head") for k, v in sd[part].items()}
 
