@@ -9,7 +9,7 @@ Stages, each cached (a stage whose output exists is not run again; delete its fo
 1. ``videojepa world collect``: exploratory trajectories, random layouts (wall and door drawn per episode): 3000
    episodes of 33 frames, 1200 (seed 0) and 4000 (seed 1) of 97 frames for the temporal-distance head (it
    learns distances up to the window's length), and 1000 of 385 frames (seed 4, 30% of them pushing the wall
-   between the rooms) for ``conv-map-spread`` and ``conv-spread``.
+   between the rooms) for the ``*-spread*`` rows.
 2. V-JEPA pretraining on the environment's own videos (``world export-videos``, then ``videojepa pretrain`` with
    the ``cpu_demo`` recipe on them).
 3. ``videojepa world train`` for each encoder: ``conv`` (trained jointly, eb_jepa's anti-collapse terms),
@@ -22,6 +22,8 @@ Stages, each cached (a stage whose output exists is not run again; delete its fo
    ``conv-map-spread`` (``conv-map`` without re-normalisation on the 385-frame episodes, 17-frame windows, the
    temporal-distance term on 97 frames drawn across each whole episode; 3000 steps), ``conv-spread`` (the same
    data and terms on the pooled ``conv`` latent, whose distance head reads one vector instead of a feature map),
+   ``conv-spread-step`` (``conv-spread`` with the hinge that holds consecutive frames within a step in the head's
+   distance, ``loss.metric_step=10``),
    ``pixels`` (pooled, frozen), ``vit-random`` (frozen random ViT), ``vit-vjepa`` (frozen V-JEPA-pretrained ViT),
    and ``vit-vjepa-ac`` (the same features with V-JEPA 2-AC's block-causal transformer predictor).
 4. ``videojepa plan`` on 50 fixed evaluation episodes, on the random-layout task and on the fixed layout, and on
@@ -65,6 +67,9 @@ WORLDS = {
     "conv-spread": ["model.encoder=conv", "model.metric_dim=64", "loss.metric=10", "loss.metric_rollout=3",
                     "loss.stay=1", "loss.blocked=4", "data.window=17", "data.batch_size=16", "data.val_episodes=32",
                     "data.metric_frames=97"],
+    "conv-spread-step": ["model.encoder=conv", "model.metric_dim=64", "loss.metric=10", "loss.metric_rollout=3",
+                         "loss.metric_step=10", "loss.stay=1", "loss.blocked=4", "data.window=17", "data.batch_size=16",
+                         "data.val_episodes=32", "data.metric_frames=97"],
     "pixels": ["model.encoder=pixels"],
     "vit-random": ["model.encoder=vit", "model.vit_init=random"],
     "vit-vjepa": ["model.encoder=vit", "model.vit_init={vjepa}"],
@@ -76,12 +81,13 @@ WORLDS = {
 LONG = {"conv-metric": ("data-long", 1200, 0, 97, []), "conv-metric-4k": ("data-long4k", 4000, 1, 97, []),
         "conv-scene": ("data-long4k", 4000, 1, 97, []), "conv-map": ("data-long4k", 4000, 1, 97, []),
         "conv-map-spread": ("data-wall385", 1000, 4, 385, ["--wall-share", "0.3"]),
-        "conv-spread": ("data-wall385", 1000, 4, 385, ["--wall-share", "0.3"])}
-METRIC = ("conv-metric", "conv-metric-4k", "conv-scene", "conv-map", "conv-map-spread", "conv-spread")
+        "conv-spread": ("data-wall385", 1000, 4, 385, ["--wall-share", "0.3"]),
+        "conv-spread-step": ("data-wall385", 1000, 4, 385, ["--wall-share", "0.3"])}
+METRIC = ("conv-metric", "conv-metric-4k", "conv-scene", "conv-map", "conv-map-spread", "conv-spread", "conv-spread-step")
 ENERGY_CHECK = {"conv", *METRIC}  # their energy also planned on the true dynamics
 PLAN_ARGS = {w: ["--energy", "metric"] for w in METRIC}  # not the default
 STEPS = {"conv": 3000, "conv-metric": 1000, "conv-metric-4k": 3000, "conv-scene": 3000, "conv-map": 2000,
-         "conv-map-spread": 3000, "conv-spread": 3000, "pixels": 1000, "vit-random": 3000,
+         "conv-map-spread": 3000, "conv-spread": 3000, "conv-spread-step": 3000, "pixels": 1000, "vit-random": 3000,
          "vit-vjepa": 3000, "vit-vjepa-ac": 600}
 FROZEN_LIMIT = 1000  # episodes whose frames a frozen ViT encodes (the cache of features), to bound the encoding time
 

@@ -9,7 +9,8 @@ from videojepa.data.trajectories import load_trajectories
 from videojepa.envs.collect import collect
 from videojepa.envs.two_rooms import TwoRoomsConfig
 from videojepa.models.world import WorldModel
-from videojepa.training.world import WorldTrainer, load_world, load_world_config, metric_loss, vc_terms, world_losses
+from videojepa.training.world import (WorldTrainer, load_world, load_world_config, metric_loss, metric_step_loss, vc_terms,
+                                      world_losses)
 
 
 @pytest.fixture(scope="module")
@@ -300,6 +301,16 @@ def test_metric_frames_spread_over_the_episode(data, tmp_path, one_thread):
     _, parts, _ = world_losses(m, z, a, s, c_local.loss, 64.0, metric=(zm, b["metric_times"]))
     assert parts["loss_metric_local"].item() == pytest.approx(metric_loss(m.metric(z), 0.1).item(), rel=1e-6)
     assert parts["loss_metric"].item() == pytest.approx(metric_loss(m.metric(zm), 0.1, b["metric_times"]).item(), rel=1e-6)
+    # the step hinge: consecutive distances within one step cost nothing, the excess costs its square (in units)
+    assert metric_step_loss(torch.tensor([[[0.0], [0.5], [1.5], [1.0]]]), 8).item() == 0.0
+    jump = torch.tensor([[[0.0], [3.0], [3.0]]])  # 3 steps' distance between neighbours: excess 2, none, over 8
+    assert metric_step_loss(jump, 8).item() == pytest.approx(((2 / 8) ** 2 + 0) / 2)
+    c_step = cfg(data, "model.metric_dim=8", "loss.metric=1", "model.encoder=conv", "data.metric_frames=8",
+                 "loss.metric_step=2")
+    _, parts, _ = world_losses(m, z, a, s, c_step.loss, 64.0, metric=(zm, b["metric_times"]))
+    assert parts["loss_metric_step"].item() == pytest.approx(metric_step_loss(m.metric(z), 7).item(), rel=1e-6)
+    with pytest.raises(ConfigError, match="loss.metric_step"):
+        cfg(data, "model.metric_dim=8", "loss.metric=1", "loss.metric_step=-1")
 
 
 def test_stay_term_trains_only_the_predictor_to_stand_still(data):

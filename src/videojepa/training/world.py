@@ -56,12 +56,12 @@ from .metrics import MetricsLog
 from .schedules import warmup_cosine
 
 __all__ = ["WorldConfig", "WorldTrainer", "WORLD_FORMAT", "WORLD_COLUMNS", "load_world_config", "load_world", "vc_terms",
-           "world_losses", "metric_loss"]
+           "world_losses", "metric_loss", "metric_step_loss"]
 
 WORLD_FORMAT = "videojepa-world/1"
 WORLD_COLUMNS = ["step", "loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm",
-                 "loss_probe", "loss_metric", "loss_metric_local", "loss_metric_rollout", "loss_stay", "loss_scene",
-                 "lr", "grad_norm",
+                 "loss_probe", "loss_metric", "loss_metric_local", "loss_metric_step", "loss_metric_rollout", "loss_stay",
+                 "loss_scene", "lr", "grad_norm",
                  "clips_per_s", "elapsed_s", "z_std", "z_erank", "probe_err_px", "rollout_err_px", "val_rollout",
                  "val_metric", "samples_skipped"]
 
@@ -115,7 +115,11 @@ class WLossSection:
     window's own consecutive frames too, at this share of ``metric`` (the spread frames are on average several steps
     apart, so they hardly constrain the distance between neighbouring places). Measured at 600 steps on
     ``conv_map``: it sharpened the energy near the goal and flattened it elsewhere (26% against 56% on the true
-    dynamics), so it is off by default."""
+    dynamics), so it is off by default. ``metric_step``: at this share of ``metric``, a hinge that holds the head's
+    distance between consecutive frames of the window within the one step between them (:func:`metric_step_loss`):
+    a bound the true distance meets, so unlike ``metric_local`` it asks nothing of the far field; with a Euclidean
+    head it bounds how fast the distance to any goal can change along a trajectory, i.e. the bumps between
+    neighbouring places."""
 
     distance: str = "mse"
     teacher_forcing: float = 1.0
@@ -130,6 +134,7 @@ class WLossSection:
     metric_expectile: float = 0.1
     metric_rollout: float = 0.0
     metric_local: float = 0.0
+    metric_step: float = 0.0
     stay: float = 0.0
     rollout_starts: int = 1
     blocked: float = 0.0
@@ -150,7 +155,7 @@ class WLossSection:
         if not 0 < self.metric_expectile < 1:
             raise ConfigError(f"loss.metric_expectile must be in (0, 1), got {self.metric_expectile}")
         for k in ("teacher_forcing", "std", "cov", "time", "idm", "std_margin", "metric", "metric_rollout",
-                  "metric_local", "stay", "blocked", "scene"):
+                  "metric_local", "metric_step", "stay", "blocked", "scene"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"loss.{k} must be >= 0, got {getattr(self, k)}")
         if self.rollout == 0 and self.teacher_forcing == 0:
@@ -315,6 +320,14 @@ def metric_loss(phi: torch.Tensor, expectile: float = 0.1, times: torch.Tensor |
     return (w * u.pow(2)).mean()
 
 
+def metric_step_loss(phi: torch.Tensor, unit: int) -> torch.Tensor:
+    """Hinge on consecutive frames: ``phi`` ``[B, T, M]`` (the metric head on ``T`` consecutive frames); every
+    distance ``|phi_t - phi_t+1|`` above the one step between them costs its excess squared, in units of ``unit``
+    steps (the temporal-distance term's, so that the two weigh alike). Distances within a step cost nothing."""
+    d = (phi[:, 1:] - phi[:, :-1]).pow(2).sum(-1).clamp_min(1e-12).sqrt()
+    return (F.relu(d - 1.0) / unit).pow(2).mean()
+
+
 def scene_loss(s: torch.Tensor, temperature: float = 0.1, episodes: torch.Tensor | None = None) -> torch.Tensor:
     """Same-episode contrastive term (supervised-contrastive form, the episode as the label): ``s`` ``[B, T, K]``
     (the scene head's outputs for ``T`` frames of ``B`` windows from different episodes); every frame's positives
@@ -383,7 +396,7 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
         total = total + loss.std * parts["loss_std"] + loss.cov * parts["loss_cov"] + loss.time * parts["loss_time"] \
             + loss.idm * parts["loss_idm"]
     if model.metric is not None and loss.metric > 0:
-        window_read = metric is None or loss.metric_local > 0 or loss.metric_rollout > 0
+        window_read = metric is None or loss.metric_local > 0 or loss.metric_step > 0 or loss.metric_rollout > 0
         phi = model.metric(z) if window_read else None  # the head on the window's frames
         if metric is None:
             parts["loss_metric"] = metric_loss(phi, loss.metric_expectile)
@@ -393,6 +406,9 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
         if metric is not None and loss.metric_local > 0:  # the window's own pairs: the short range, at every step
             parts["loss_metric_local"] = metric_loss(phi, loss.metric_expectile)
             total = total + loss.metric * loss.metric_local * parts["loss_metric_local"]
+        if loss.metric_step > 0:  # neighbours within a step of each other
+            parts["loss_metric_step"] = metric_step_loss(phi, (t if metric is None else metric[1].shape[1]) - 1)
+            total = total + loss.metric * loss.metric_step * parts["loss_metric_step"]
         if loss.metric_rollout > 0 and pred is not None:  # the planner reads the head on *imagined* latents
             # only the predictor answers for this term: the head fitting it flattened the head, the encoder fitting
             # it stopped encoding the agent (bench/RESULTS_planning.md)
@@ -419,7 +435,7 @@ class WorldTrainer(Engine):
     PARTS = ("encoder", "predictor", "idm", "probe")  # the WorldModel's sub-modules (+ "metric", "scene" if present)
     METRIC_COLUMNS = WORLD_COLUMNS
     ACC_KEYS = ("loss", "loss_tf", "loss_rollout", "loss_std", "loss_cov", "loss_time", "loss_idm", "loss_probe",
-                "loss_metric", "loss_metric_local", "loss_metric_rollout", "loss_stay", "loss_scene")
+                "loss_metric", "loss_metric_local", "loss_metric_step", "loss_metric_rollout", "loss_stay", "loss_scene")
 
     def __init__(self, cfg: WorldConfig, out_dir: str | Path, *, resume: str | None = "auto", progress: bool = True,
                  device: str | None = None, env: DistEnv | None = None, data: TrajectoryDataset | None = None) -> None:
