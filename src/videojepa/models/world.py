@@ -36,8 +36,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["WorldModelConfig", "WorldModel", "ConvEncoder", "PixelEncoder", "FrozenViTEncoder", "MLPPredictor",
-           "ConvPredictor", "make_predictor", "ENCODER_KINDS", "TRAINED_ENCODERS", "PREDICTOR_KINDS"]
+__all__ = ["WorldModelConfig", "WorldModel", "head_distance", "ConvEncoder", "PixelEncoder", "FrozenViTEncoder",
+           "MLPPredictor", "ConvPredictor", "make_predictor", "ENCODER_KINDS", "TRAINED_ENCODERS", "PREDICTOR_KINDS"]
 
 ENCODER_KINDS = ("conv", "conv_map", "pixels", "vit")
 TRAINED_ENCODERS = ("conv", "conv_map")
@@ -298,6 +298,12 @@ def _mlp(i: int, h: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, o))
 
 
+
+def head_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The temporal-distance head's distance between its outputs ``a`` and ``b`` (Euclidean over the last dim, kept
+    off 0 so that its gradient stays finite): the planner's ``metric`` energy and the term that trains it."""
+    return (a - b).pow(2).sum(-1).clamp_min(1e-12).sqrt()
+
 class WorldModel(nn.Module):
     """See the module docstring. Shapes: frames uint8 ``[..., H, W, 3]``; latents ``[..., D]``; actions ``[..., A]``."""
 
@@ -413,7 +419,7 @@ class WorldModel(nn.Module):
         if kind == "metric":
             if self.metric is None:
                 raise ValueError(NO_METRIC_HEAD)
-            return (self.metric(z) - self.metric(goal)).pow(2).sum(-1).clamp_min(1e-12).sqrt()
+            return head_distance(self.metric(z), self.metric(goal))
         d = z - goal
         if kind == "l2":
             return d.pow(2).mean(-1)

@@ -5,7 +5,7 @@ environment it sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/`
 here. Without it, nothing distributed happens: no process group is created or needed. Backends:
 NCCL on CUDA, gloo on CPU. ``VIDEOJEPA_DIST_TIMEOUT`` (seconds) bounds every collective, so that a
 rank that never arrives stops the others with an error instead of a silent wait (PyTorch's default
-is 10 min for NCCL and 30 min for gloo). Models stay free of any of this; the trainer asks this module to wrap
+on gloo: 30 min). Models stay free of any of this; the trainer asks this module to wrap
 them (DDP) and to reduce metrics.
 """
 from __future__ import annotations
@@ -59,7 +59,7 @@ def collective_timeout() -> timedelta | None:
     try:
         seconds = float(raw)
     except ValueError:
-        seconds = -1.0
+        seconds = float("nan")  # refused below, with the same message as a number <= 0
     if not seconds > 0:
         raise ValueError(f"VIDEOJEPA_DIST_TIMEOUT must be a positive number of seconds, got {raw!r}")
     return timedelta(seconds=seconds)

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from ..config import ConfigError, _read_with_base, _to_dict, apply_overrides, build_sections, check_sections
 from ..data.trajectories import TrajectoryDataset, load_trajectories
-from ..models.world import TRAINED_ENCODERS, WorldModel, WorldModelConfig
+from ..models.world import TRAINED_ENCODERS, WorldModel, WorldModelConfig, head_distance
 from ..rng import derive_seed, numpy_generator
 from .distributed import DistEnv, init_distributed
 from .engine import Engine
@@ -313,7 +313,7 @@ def metric_loss(phi: torch.Tensor, expectile: float = 0.1, times: torch.Tensor |
     does not grow with the window."""
     b, t, _ = phi.shape
     i, j = torch.triu_indices(t, t, 1, device=phi.device)
-    dist = (phi[:, i] - phi[:, j]).pow(2).sum(-1).clamp_min(1e-12).sqrt()  # [B, P]
+    dist = head_distance(phi[:, i], phi[:, j])  # [B, P]
     gap = (j - i).to(phi.dtype) if times is None else (times[:, j] - times[:, i]).to(phi.dtype)
     u = (gap - dist) / (t - 1)
     w = torch.where(u < 0, 1.0 - expectile, expectile)
@@ -324,8 +324,7 @@ def metric_step_loss(phi: torch.Tensor, unit: int) -> torch.Tensor:
     """Hinge on consecutive frames: ``phi`` ``[B, T, M]`` (the metric head on ``T`` consecutive frames); every
     distance ``|phi_t - phi_t+1|`` above the one step between them costs its excess squared, in units of ``unit``
     steps (the temporal-distance term's, so that the two weigh alike). Distances within a step cost nothing."""
-    d = (phi[:, 1:] - phi[:, :-1]).pow(2).sum(-1).clamp_min(1e-12).sqrt()
-    return (F.relu(d - 1.0) / unit).pow(2).mean()
+    return (F.relu(head_distance(phi[:, 1:], phi[:, :-1]) - 1.0) / unit).pow(2).mean()
 
 
 def scene_loss(s: torch.Tensor, temperature: float = 0.1, episodes: torch.Tensor | None = None) -> torch.Tensor:
@@ -398,6 +397,7 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
     if model.metric is not None and loss.metric > 0:
         window_read = metric is None or loss.metric_local > 0 or loss.metric_step > 0 or loss.metric_rollout > 0
         phi = model.metric(z) if window_read else None  # the head on the window's frames
+        unit = (t if metric is None else metric[1].shape[1]) - 1  # the temporal-distance term's unit of steps
         if metric is None:
             parts["loss_metric"] = metric_loss(phi, loss.metric_expectile)
         else:
@@ -407,7 +407,7 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
             parts["loss_metric_local"] = metric_loss(phi, loss.metric_expectile)
             total = total + loss.metric * loss.metric_local * parts["loss_metric_local"]
         if loss.metric_step > 0:  # neighbours within a step of each other
-            parts["loss_metric_step"] = metric_step_loss(phi, (t if metric is None else metric[1].shape[1]) - 1)
+            parts["loss_metric_step"] = metric_step_loss(phi, unit)
             total = total + loss.metric * loss.metric_step * parts["loss_metric_step"]
         if loss.metric_rollout > 0 and pred is not None:  # the planner reads the head on *imagined* latents
             # only the predictor answers for this term: the head fitting it flattened the head, the encoder fitting
@@ -415,7 +415,6 @@ def world_losses(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, stat
             frozen = {k: v.detach() for k, v in model.metric.named_parameters()}
             imagined = model.rollout(z[:, 0].detach(), actions[:, :r])
             phi_pred = torch.func.functional_call(model.metric, frozen, (imagined,))
-            unit = (t if metric is None else metric[1].shape[1]) - 1  # the temporal-distance term's unit of steps
             gap = (phi_pred - phi[:, 1:r + 1].detach()).pow(2).sum(-1).mean() / unit ** 2
             parts["loss_metric_rollout"] = gap
             total = total + loss.metric * loss.metric_rollout * gap
