@@ -48,6 +48,9 @@ from pathlib import Path
 ROOT = Path("runs/planning_bench")
 VJ = [sys.executable, "-m", "videojepa"]
 
+# the temporal-distance term on 97 frames drawn across each 385-frame episode, the predictor on 17-frame windows
+SPREAD = ["model.metric_dim=64", "loss.metric=10", "loss.metric_rollout=3", "loss.stay=1", "loss.blocked=4",
+          "data.window=17", "data.batch_size=16", "data.val_episodes=32", "data.metric_frames=97"]
 WORLDS = {
     "conv": ["model.encoder=conv"],
     "conv-metric": ["model.encoder=conv", "model.metric_dim=64", "loss.metric=10", "loss.metric_rollout=3",
@@ -61,15 +64,9 @@ WORLDS = {
                  "model.metric_dim=64",
                  "loss.metric=10", "loss.metric_rollout=3", "loss.stay=1", "loss.blocked=4", "data.window=97",
                  "data.batch_size=12", "data.val_episodes=32"],
-    "conv-map-spread": ["model.encoder=conv_map", "model.predictor=conv", "model.hidden=32", "model.metric_dim=64",
-                        "loss.metric=10", "loss.metric_rollout=3", "loss.stay=1", "loss.blocked=4", "data.window=17",
-                        "data.batch_size=16", "data.val_episodes=32", "data.metric_frames=97"],
-    "conv-spread": ["model.encoder=conv", "model.metric_dim=64", "loss.metric=10", "loss.metric_rollout=3",
-                    "loss.stay=1", "loss.blocked=4", "data.window=17", "data.batch_size=16", "data.val_episodes=32",
-                    "data.metric_frames=97"],
-    "conv-spread-step": ["model.encoder=conv", "model.metric_dim=64", "loss.metric=10", "loss.metric_rollout=3",
-                         "loss.metric_step=10", "loss.stay=1", "loss.blocked=4", "data.window=17", "data.batch_size=16",
-                         "data.val_episodes=32", "data.metric_frames=97"],
+    "conv-map-spread": ["model.encoder=conv_map", "model.predictor=conv", "model.hidden=32", *SPREAD],
+    "conv-spread": ["model.encoder=conv", *SPREAD],
+    "conv-spread-step": ["model.encoder=conv", *SPREAD, "loss.metric_step=10"],
     "pixels": ["model.encoder=pixels"],
     "vit-random": ["model.encoder=vit", "model.vit_init=random"],
     "vit-vjepa": ["model.encoder=vit", "model.vit_init={vjepa}"],
@@ -80,9 +77,8 @@ WORLDS = {
 # world models trained on long episodes: their data folder, episodes, collection seed, length and collection options
 LONG = {"conv-metric": ("data-long", 1200, 0, 97, []), "conv-metric-4k": ("data-long4k", 4000, 1, 97, []),
         "conv-scene": ("data-long4k", 4000, 1, 97, []), "conv-map": ("data-long4k", 4000, 1, 97, []),
-        "conv-map-spread": ("data-wall385", 1000, 4, 385, ["--wall-share", "0.3"]),
-        "conv-spread": ("data-wall385", 1000, 4, 385, ["--wall-share", "0.3"]),
-        "conv-spread-step": ("data-wall385", 1000, 4, 385, ["--wall-share", "0.3"])}
+        **dict.fromkeys(("conv-map-spread", "conv-spread", "conv-spread-step"),
+                        ("data-wall385", 1000, 4, 385, ["--wall-share", "0.3"]))}
 METRIC = ("conv-metric", "conv-metric-4k", "conv-scene", "conv-map", "conv-map-spread", "conv-spread", "conv-spread-step")
 ENERGY_CHECK = {"conv", *METRIC}  # their energy also planned on the true dynamics
 PLAN_ARGS = {w: ["--energy", "metric"] for w in METRIC}  # not the default
