@@ -45,6 +45,23 @@ def one_step_errors(m, ds, eps: np.ndarray, window: int = 33, seed: int = 0) -> 
             "stopped_pred": pred[stop].mean().item(), "stopped_n": int(stop.sum())}
 
 
+LAGS = (1, 2, 4, 8, 16, 32)
+
+
+@torch.no_grad()
+def lag_distances(m, ds, eps: np.ndarray, window: int = 33, seed: int = 1) -> dict:
+    """How fast the latent changes along a trajectory: mean squared distance per dimension between frames ``k``
+    steps apart (``LAGS``), against frames of two different episodes (``random``). A smooth code grows with the lag
+    up to the random level over the arena's tens of steps; a code that reaches it in a few steps is one whose every
+    step is a large, nonlinear change (a narrow energy well, and a hard step for the predictor)."""
+    rng = np.random.default_rng(seed)
+    b = ds.windows(*ds.draw(len(eps), window, rng, eps), window)
+    z = m.encode(torch.from_numpy(b["frames"]))
+    out = {f"lag{k}": (z[:, k:] - z[:, :-k]).pow(2).mean().item() for k in LAGS if k < window}
+    out["random"] = (z[:, 0] - z[:, 0].roll(1, 0)).pow(2).mean().item()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--world", required=True, help="a world-model run folder or checkpoint")
@@ -72,6 +89,10 @@ def main() -> None:
     train_eps, val_eps = np.arange(a.episodes), np.arange(a.episodes, a.episodes + a.val)
     sets = {"the run's data": own} if a.data is None else {"the run's data": own, a.data: ds}
     before = {k: one_step_errors(m, d, val_eps) for k, d in sets.items()}
+    lags = lag_distances(m, own, val_eps)
+    print("| latent distance (mean squared per dim) | " + " | ".join(f"{k} steps" for k in LAGS if f"lag{k}" in lags)
+          + " | two episodes |\n|---|" + "---:|" * (len(lags)) + "\n| the run's data, held out | "
+          + " | ".join(f"{v:.4f}" for v in lags.values()) + " |", flush=True)
     model_cfg = cfg.model
     if a.hidden is not None or a.depth is not None or a.no_renormalize:  # a fresh predictor on the same latent
         model_cfg = dataclasses.replace(cfg.model, hidden=a.hidden or cfg.model.hidden,

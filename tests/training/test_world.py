@@ -9,6 +9,7 @@ from videojepa.data.trajectories import load_trajectories
 from videojepa.envs.collect import collect
 from videojepa.envs.two_rooms import TwoRoomsConfig
 from videojepa.models.world import WorldModel
+from videojepa.training.checkpoint import CheckpointError
 from videojepa.training.world import (WorldTrainer, load_world, load_world_config, metric_loss, metric_step_loss, vc_terms,
                                       world_losses)
 
@@ -411,3 +412,46 @@ def test_scene_loss_rewards_codes_shared_within_an_episode(data, tmp_path, one_t
     hist = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     col = hist[0].split(",").index("loss_scene")
     assert all(float(r.split(",")[col]) > 0 for r in hist[1:])
+
+
+def test_a_second_stage_trains_the_predictor_alone_on_the_frozen_encoder(data, tmp_path, one_thread):
+    heads = ["model.metric_dim=8", "loss.metric=1"]
+    WorldTrainer(cfg(data, *heads), tmp_path / "joint", progress=False).fit()
+    src, _, _ = load_world(tmp_path / "joint")
+    stage = [*heads, "loss.metric_rollout=1", f"model.init={tmp_path / 'joint'}", "model.freeze=[encoder, metric, probe]"]
+    t = WorldTrainer(cfg(data, *stage, "model.hidden=48"), tmp_path / "wide", progress=False)
+    assert t.feats is not None and not t.model.encoder_trains  # the frozen encoder's latents are cached once
+    fresh = {k: v.clone() for k, v in t.model.predictor.state_dict().items()}
+    s = t.fit()
+    assert s["init"]["loaded"] == ["encoder", "idm", "probe", "metric"]
+    assert len(s["init"]["fresh"]) == 1 and s["init"]["fresh"][0].startswith("predictor (shapes differ")
+    m, c, _ = load_world(tmp_path / "wide")
+    assert c.model.freeze == ("encoder", "metric", "probe")
+    for part in ("encoder", "idm", "probe", "metric"):  # idm: an anti-collapse term, frozen with the encoder
+        for (n, a), (_, b) in zip(getattr(src, part).state_dict().items(), getattr(m, part).state_dict().items()):
+            assert torch.equal(a, b), (part, n)
+    assert any(not torch.equal(fresh[k], v) for k, v in m.predictor.state_dict().items())
+    rows = (tmp_path / "wide" / "metrics.csv").read_text().splitlines()
+    head, last = rows[0].split(","), rows[-1].split(",")
+    assert float(last[head.index("loss_std")] or 0) == 0 and float(last[head.index("loss_tf")]) > 0  # no VC terms
+    # the same predictor shape: it starts from the joint run's
+    same = WorldTrainer(cfg(data, *stage), tmp_path / "same", progress=False)
+    assert "predictor" in same.init_report["loaded"] and not same.init_report["fresh"]
+    for (n, a), (_, b) in zip(src.predictor.state_dict().items(), same.model.predictor.state_dict().items()):
+        assert torch.equal(a, b), n
+
+
+def test_a_frozen_part_must_load_and_freeze_names_parts(data, tmp_path, one_thread):
+    WorldTrainer(cfg(data, "model.metric_dim=8", "loss.metric=1"), tmp_path / "joint", progress=False).fit(until=2)
+    with pytest.raises(ValueError, match="the metric is frozen .* shapes differ"):
+        WorldTrainer(cfg(data, "model.metric_dim=4", "loss.metric=1", f"model.init={tmp_path / 'joint'}",
+                         "model.freeze=[encoder, metric]"), tmp_path / "bad", progress=False)
+    t = WorldTrainer(cfg(data, "model.metric_dim=4", "loss.metric=1", f"model.init={tmp_path / 'joint'}",
+                         "model.freeze=[encoder]"), tmp_path / "ok", progress=False)  # not frozen: starts fresh, named
+    assert any(f.startswith("metric (shapes differ") for f in t.init_report["fresh"])
+    with pytest.raises(CheckpointError, match="nothing"):
+        WorldTrainer(cfg(data, f"model.init={tmp_path / 'nothing'}"), tmp_path / "none", progress=False)
+    with pytest.raises(ConfigError, match="model.freeze: unknown part"):
+        cfg(data, "model.freeze=[predictor]")
+    with pytest.raises(ConfigError, match="no metric head"):
+        cfg(data, "model.freeze=[metric]")

@@ -42,6 +42,7 @@ __all__ = ["WorldModelConfig", "WorldModel", "head_distance", "ConvEncoder", "Pi
 ENCODER_KINDS = ("conv", "conv_map", "pixels", "vit")
 TRAINED_ENCODERS = ("conv", "conv_map")
 PREDICTOR_KINDS = ("mlp", "conv", "ac")
+FREEZABLE = ("encoder", "idm", "probe", "metric", "scene")  # the parts model.freeze may hold (never the predictor)
 
 
 NO_METRIC_HEAD = ("energy 'metric' needs a world model trained with a temporal-distance head (model.metric_dim > 0 "
@@ -64,7 +65,12 @@ class WorldModelConfig:
     for ``conv_map``, true otherwise.
     ``metric_dim``: width of the temporal-distance head (0: none); ``metric_hidden``: its MLP width (and the scene
     head's). ``scene_dim``: width of the scene head (0: none), a projection the same-episode contrastive term
-    (``loss.scene``) trains so that the latent holds what stays fixed along an episode (the layout)."""
+    (``loss.scene``) trains so that the latent holds what stays fixed along an episode (the layout).
+    ``init``: a world-model run (or checkpoint) whose parts start this model, each part whose weights have the same
+    names and shapes (the others start fresh, and a frozen one must load); ``freeze``: parts that do not train
+    (``encoder``, ``idm``, ``probe``, ``metric``, ``scene``). Together they give a second stage: a jointly trained
+    encoder and its heads kept as they are, and the predictor trained alone on their cached latents, as V-JEPA 2-AC
+    trains its predictor on a frozen encoder."""
 
     encoder: str = "conv"
     dim: int = 128
@@ -89,6 +95,8 @@ class WorldModelConfig:
     action_scale: float = 2.0
     img_size: int = 64
     renormalize: bool | None = None  # None: resolved from the encoder in __post_init__
+    init: str = ""
+    freeze: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.predictor not in PREDICTOR_KINDS:
@@ -113,6 +121,14 @@ class WorldModelConfig:
             raise ValueError(f"model.pixel_pool {self.pixel_pool} does not divide model.img_size {self.img_size}")
         if self.scene_dim < 0:
             raise ValueError(f"model.scene_dim must be >= 0, got {self.scene_dim}")
+        object.__setattr__(self, "freeze", tuple(self.freeze))
+        bad = [p for p in self.freeze if p not in FREEZABLE]
+        if bad:
+            raise ValueError(f"model.freeze: unknown part(s) {', '.join(map(repr, bad))}; choose from {', '.join(FREEZABLE)} "
+                             "(the predictor always trains)")
+        for part, width in (("metric", self.metric_dim), ("scene", self.scene_dim)):
+            if part in self.freeze and not width:
+                raise ValueError(f"model.freeze holds {part!r} but the model has no {part} head (model.{part}_dim=0)")
         if self.metric_dim < 0 or self.metric_hidden < 1:
             raise ValueError(f"model.metric_dim must be >= 0 and model.metric_hidden >= 1, got {self.metric_dim}, "
                              f"{self.metric_hidden}")
@@ -120,6 +136,7 @@ class WorldModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["channels"] = list(self.channels)
+        d["freeze"] = list(self.freeze)
         return d
 
     @classmethod
@@ -325,11 +342,13 @@ class WorldModel(nn.Module):
         self.tokens = self.encoder.tokens
         self.predictor: nn.Module = make_predictor(cfg, self.encoder)
         self.idm = _mlp(2 * d, cfg.idm_hidden, cfg.action_dim)
-        if not self.encoder.trainable:  # inverse dynamics is an anti-collapse term: nothing to hold up when frozen
+        if not self.encoder_trains:  # inverse dynamics is an anti-collapse term: nothing to hold up when frozen
             self.idm.requires_grad_(False)
         self.probe = _mlp(d, cfg.probe_hidden, max(cfg.state_dim, 1))
         self.metric = _mlp(d, cfg.metric_hidden, cfg.metric_dim) if cfg.metric_dim else None
         self.scene = _mlp(d, cfg.metric_hidden, cfg.scene_dim) if cfg.scene_dim else None
+        for part in cfg.freeze:
+            getattr(self, part).requires_grad_(False)
         self.register_buffer("action_scale", torch.tensor(float(cfg.action_scale)), persistent=False)
         self.register_buffer("state_scale", torch.tensor(float(cfg.img_size)), persistent=False)
 
@@ -346,7 +365,7 @@ class WorldModel(nn.Module):
 
     @property
     def encoder_trains(self) -> bool:
-        return bool(self.encoder.trainable)
+        return bool(self.encoder.trainable) and "encoder" not in self.cfg.freeze
 
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
         """Per-token layer norm without affine parameters."""

@@ -28,8 +28,9 @@ and scores the predictor:
   deltas), where a zero action leaves the scene as it is;
 - the state probe (``z -> state``, on detached latents, weight 1): it never shapes the representation.
 
-Frozen encoders (``pixels``, ``vit``) are run once over every frame before the first step (the features are
-cached in memory), so their steps cost only the predictor. Diagnostics every ``train.diag_every`` steps: the
+Frozen encoders (``pixels``, ``vit``, or a trained one started from another run and frozen: ``model.init=RUN
+model.freeze=[encoder, ...]``, a second stage that trains the predictor alone) are run once over every frame before
+the first step (the features are cached in memory), so their steps cost only the predictor. Diagnostics every ``train.diag_every`` steps: the
 per-dimension std and effective rank of the latents, and the probe's position error (pixels) on encoded frames
 and at the last rollout step (how far imagination drifts), on held-out episodes when there are any.
 """
@@ -470,6 +471,12 @@ class WorldTrainer(Engine):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(t.seed, "world-init"))
             self.model = WorldModel(mc, vit).to(self.device)
+        self.init_report = init_from_world(self.model, mc.init) if mc.init else None
+        if self.init_report and self.env.is_main:
+            r = self.init_report
+            print(f"model.init {mc.init}: loaded {', '.join(r['loaded']) or 'nothing'}"
+                  + (f"; fresh: {', '.join(r['fresh'])}" if r["fresh"] else "")
+                  + (f"; frozen: {', '.join(mc.freeze)}" if mc.freeze else ""), file=sys.stderr, flush=True)
         self.train_model = self.model
         self.PARTS = self.model.parts
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -639,7 +646,7 @@ class WorldTrainer(Engine):
                 "encoder_init": self.vit_desc, "episodes": len(self.data), "train_episodes": int(len(self.train_eps)),
                 "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None, **ev,
                 "data": {"skipped": [list(x) for x in self.data.skipped]},
-                "resumed_from": str(self.resumed_from) if self.resumed_from else None}
+                "resumed_from": str(self.resumed_from) if self.resumed_from else None, "init": self.init_report}
 
 
 def plot_world_metrics(csv_path, png_path, title: str = "") -> Path:
@@ -696,6 +703,33 @@ def _read_csv(path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------- loading
+def init_from_world(model: WorldModel, path: str | Path) -> dict:
+    """Start ``model``'s parts from the world-model run (or checkpoint) at ``path`` (``model.init``): every part whose
+    weights have the same names and shapes loads strictly; the others keep their fresh init and are named in the
+    report, except a frozen one (``model.freeze``), which must load. Returns ``{"from", "loaded", "fresh"}``."""
+    src, _, meta = load_world(path)
+    loaded, fresh = [], []
+    for part in model.parts:
+        mine = getattr(model, part).state_dict()
+        theirs = getattr(src, part).state_dict() if part in src.parts else None
+        if theirs is None:
+            why = "the init has no such part"
+        elif mine.keys() != theirs.keys():
+            why = "its weights have other names"
+        else:
+            diff = [f"{k} {tuple(theirs[k].shape)} vs {tuple(v.shape)}" for k, v in mine.items() if v.shape != theirs[k].shape]
+            why = f"shapes differ ({'; '.join(diff[:3])})" if diff else None
+        if why is None:
+            getattr(model, part).load_state_dict(theirs, strict=True)
+            loaded.append(part)
+        elif part in model.cfg.freeze:
+            raise ValueError(f"model.init {path} ({meta['path']}): the {part} is frozen (model.freeze) but cannot be "
+                             f"loaded from it: {why}")
+        else:
+            fresh.append(f"{part} ({why})")
+    return {"from": meta["path"], "loaded": loaded, "fresh": fresh}
+
+
 def load_world(path: str | Path, device: str | torch.device = "cpu") -> tuple[WorldModel, WorldConfig, dict]:
     """A trained world model from a ``videojepa world train`` checkpoint (a file under ``checkpoints/``, or the run
     folder: its newest checkpoint), verified against its checksum and loaded strictly."""
