@@ -23,7 +23,8 @@ Stages, each cached (a stage whose output exists is not run again; delete its fo
    temporal-distance term on 97 frames drawn across each whole episode; 3000 steps), ``conv-spread`` (the same
    data and terms on the pooled ``conv`` latent, whose distance head reads one vector instead of a feature map),
    ``conv-spread-step`` (``conv-spread`` with the hinge that holds consecutive frames within a step in the head's
-   distance, ``loss.metric_step=10``),
+   distance, ``loss.metric_step=10``), ``conv-spread-step-s2`` (a second stage: ``conv-spread-step``'s encoder and
+   heads frozen, its predictor trained on alone for 3000 steps on the cached latents, 64 windows a step),
    ``pixels`` (pooled, frozen), ``vit-random`` (frozen random ViT), ``vit-vjepa`` (frozen V-JEPA-pretrained ViT),
    and ``vit-vjepa-ac`` (the same features with V-JEPA 2-AC's block-causal transformer predictor).
 4. ``videojepa plan`` on 50 fixed evaluation episodes, on the random-layout task and on the fixed layout, and on
@@ -67,6 +68,9 @@ WORLDS = {
     "conv-map-spread": ["model.encoder=conv_map", "model.predictor=conv", "model.hidden=32", *SPREAD],
     "conv-spread": ["model.encoder=conv", *SPREAD],
     "conv-spread-step": ["model.encoder=conv", *SPREAD, "loss.metric_step=10"],
+    # a second stage: conv-spread-step's encoder and heads frozen, its predictor trained on, alone, on cached latents
+    "conv-spread-step-s2": ["model.encoder=conv", *SPREAD, "loss.metric_step=10", "data.batch_size=64",
+                            "model.init={root}/world-conv-spread-step", "model.freeze=[encoder, metric, probe]"],
     "pixels": ["model.encoder=pixels"],
     "vit-random": ["model.encoder=vit", "model.vit_init=random"],
     "vit-vjepa": ["model.encoder=vit", "model.vit_init={vjepa}"],
@@ -77,13 +81,15 @@ WORLDS = {
 # world models trained on long episodes: their data folder, episodes, collection seed, length and collection options
 LONG = {"conv-metric": ("data-long", 1200, 0, 97, []), "conv-metric-4k": ("data-long4k", 4000, 1, 97, []),
         "conv-scene": ("data-long4k", 4000, 1, 97, []), "conv-map": ("data-long4k", 4000, 1, 97, []),
-        **dict.fromkeys(("conv-map-spread", "conv-spread", "conv-spread-step"),
+        **dict.fromkeys(("conv-map-spread", "conv-spread", "conv-spread-step", "conv-spread-step-s2"),
                         ("data-wall385", 1000, 4, 385, ["--wall-share", "0.3"]))}
-METRIC = ("conv-metric", "conv-metric-4k", "conv-scene", "conv-map", "conv-map-spread", "conv-spread", "conv-spread-step")
+METRIC = ("conv-metric", "conv-metric-4k", "conv-scene", "conv-map", "conv-map-spread", "conv-spread", "conv-spread-step",
+          "conv-spread-step-s2")
+AFTER = {"conv-spread-step-s2": "conv-spread-step"}  # a row that starts from another's run (model.init)
 ENERGY_CHECK = {"conv", *METRIC}  # their energy also planned on the true dynamics
 PLAN_ARGS = {w: ["--energy", "metric"] for w in METRIC}  # not the default
 STEPS = {"conv": 3000, "conv-metric": 1000, "conv-metric-4k": 3000, "conv-scene": 3000, "conv-map": 2000,
-         "conv-map-spread": 3000, "conv-spread": 3000, "conv-spread-step": 3000, "pixels": 1000, "vit-random": 3000,
+         "conv-map-spread": 3000, "conv-spread": 3000, "conv-spread-step": 3000, "conv-spread-step-s2": 3000, "pixels": 1000, "vit-random": 3000,
          "vit-vjepa": 3000, "vit-vjepa-ac": 600}
 FROZEN_LIMIT = 1000  # episodes whose frames a frozen ViT encodes (the cache of features), to bound the encoding time
 
@@ -130,7 +136,7 @@ def stage_world(a, name: str, data: Path, vjepa: Path) -> Path:
     out = ROOT / f"world-{name}"
     if (out / "summary.json").exists():
         return out
-    ov = [o.format(vjepa=vjepa) for o in WORLDS[name]]
+    ov = [o.format(vjepa=vjepa, root=ROOT) for o in WORLDS[name]]
     if "model.encoder=vit" in ov or "model.encoder=pixels" in ov:
         ov.append(f"data.limit={FROZEN_LIMIT}")
     steps = max(1, int(STEPS[name] * a.scale))
@@ -166,8 +172,9 @@ def main() -> int:
         data = stage_data(a)
         vjepa = stage_pretrain(a, data) if any("vjepa" in w for w in a.worlds) else None
         for w in a.worlds:
-            name, n, seed, length, extra = LONG.get(w, (None, 0, 0, 0, []))
-            stage_world(a, w, stage_data(a, name, n, length, seed, extra) if name else data, vjepa)
+            for x in ([AFTER[w]] if w in AFTER else []) + [w]:
+                name, n, seed, length, extra = LONG.get(x, (None, 0, 0, 0, []))
+                stage_world(a, x, stage_data(a, name, n, length, seed, extra) if name else data, vjepa)
         if a.train_only:
             return 0
         for layout in ("random", "fixed"):

@@ -62,6 +62,36 @@ def lag_distances(m, ds, eps: np.ndarray, window: int = 33, seed: int = 1) -> di
     return out
 
 
+@torch.no_grad()
+def least_squares_steps(m, ds, train_eps: np.ndarray, val_eps: np.ndarray, n: int = 2000, window: int = 17,
+                        seed: int = 2) -> dict:
+    """Which form of predictor can say what one free move does to this latent? Closed-form ridge fits of the step
+    ``z_{t+1} - z_t`` on free moves of ``n`` training windows, held-out mean squared error per dimension: ``linear``
+    in ``[z, a]`` (what an MLP on the concatenation starts from) and ``bilinear`` in ``[z, a, a_1 z, a_2 z, ...]`` (a
+    translation rotating periodic features by angles proportional to the move is of this form)."""
+    rng = np.random.default_rng(seed)
+
+    def moves(eps, k):
+        b = ds.windows(*ds.draw(k, window, rng, eps), window)
+        f = torch.from_numpy(b["frames"])
+        z = torch.cat([m.encode(f[i:i + 256]) for i in range(0, len(f), 256)]).double()  # bounded memory
+        a = torch.from_numpy(b["actions"]).double() / float(m.action_scale)
+        free = ~blocked_moves(a, torch.from_numpy(b["states"]).double())
+        return z[:, :-1][free], z[:, 1:][free], a[free]
+
+    def feats(z, a, bilinear):
+        parts = [z, a, torch.ones_like(a[:, :1])] + ([a[:, i:i + 1] * z for i in range(a.shape[1])] if bilinear else [])
+        return torch.cat(parts, 1)
+
+    (z0, z1, a), (v0, v1, va) = moves(train_eps, n), moves(val_eps, max(1, n // 10))
+    out = {"nothing moves": (v1 - v0).pow(2).mean().item()}
+    for name, bil in (("linear", False), ("bilinear", True)):
+        x = feats(z0, a, bil)
+        w = torch.linalg.solve(x.T @ x + 1e-3 * torch.eye(x.shape[1], dtype=x.dtype), x.T @ (z1 - z0))
+        out[name] = (v0 + feats(v0, va, bil) @ w - v1).pow(2).mean().item()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--world", required=True, help="a world-model run folder or checkpoint")
@@ -73,7 +103,8 @@ def main() -> None:
     ap.add_argument("--blocked", type=float, default=4.0)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--episodes", type=int, default=1000, help="training episodes (the first ones of the data)")
-    ap.add_argument("--val", type=int, default=64, help="held-out episodes (the next ones)")
+    ap.add_argument("--val", type=int, default=64, help="held-out episodes (the next ones; the last ones of a folder "
+                    "that holds fewer than --episodes + --val)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", default=None, help="trajectory folder to refit on (default: the run's own data); its "
                     "--episodes first episodes train, the next --val are held out")
@@ -86,13 +117,20 @@ def main() -> None:
     m, cfg, meta = load_world(a.world)
     own = load_trajectories(cfg.data.path, limit=a.episodes + a.val, progress=False)
     ds = own if a.data is None else load_trajectories(a.data, limit=a.episodes + a.val, progress=False)
-    train_eps, val_eps = np.arange(a.episodes), np.arange(a.episodes, a.episodes + a.val)
+    n = min(len(own), len(ds))  # a folder with fewer episodes than asked: its last --val ones are held out
+    if n <= a.val:
+        raise SystemExit(f"{a.data or cfg.data.path}: {n} episodes, not more than --val {a.val}")
+    train_eps, val_eps = np.arange(min(a.episodes, n - a.val)), np.arange(n - a.val, n)
     sets = {"the run's data": own} if a.data is None else {"the run's data": own, a.data: ds}
     before = {k: one_step_errors(m, d, val_eps) for k, d in sets.items()}
     lags = lag_distances(m, own, val_eps)
     print("| latent distance (mean squared per dim) | " + " | ".join(f"{k} steps" for k in LAGS if f"lag{k}" in lags)
           + " | two episodes |\n|---|" + "---:|" * (len(lags)) + "\n| the run's data, held out | "
           + " | ".join(f"{v:.4f}" for v in lags.values()) + " |", flush=True)
+    ls = least_squares_steps(m, own, train_eps, val_eps)
+    print("| least-squares one-step fits on free moves, held out (mean squared per dim) | 'nothing moves' | linear in "
+          "[z, a] | bilinear in [z, a, a_k z] |\n|---|---:|---:|---:|\n| the run's data | "
+          + " | ".join(f"{ls[k]:.4f}" for k in ("nothing moves", "linear", "bilinear")) + " |", flush=True)
     model_cfg = cfg.model
     if a.hidden is not None or a.depth is not None or a.no_renormalize:  # a fresh predictor on the same latent
         model_cfg = dataclasses.replace(cfg.model, hidden=a.hidden or cfg.model.hidden,

@@ -455,3 +455,37 @@ def test_a_frozen_part_must_load_and_freeze_names_parts(data, tmp_path, one_thre
         cfg(data, "model.freeze=[predictor]")
     with pytest.raises(ConfigError, match="no metric head"):
         cfg(data, "model.freeze=[metric]")
+
+
+def test_bilinear_predictor_starts_at_the_identity_and_learns_what_translation_does_to_a_periodic_code():
+    from videojepa.models.world import BilinearPredictor, MLPPredictor
+
+    torch.manual_seed(0)
+    k = torch.randn(8, 2) * 1.5  # 8 frequencies: the latent turns each pair by an angle k . displacement
+
+    def code(p):
+        ph = p @ k.T
+        return torch.cat([ph.cos(), ph.sin()], -1)
+
+    pos, act = torch.rand(1024, 2) * 4, (torch.rand(1024, 2) - 0.5)
+    z0, z1 = code(pos), code(pos + act)
+    bil = BilinearPredictor(16, 2, 32, 1)
+    assert torch.equal(bil(z0, act), z0)  # V starts at zero
+    errs = {}
+    for name, net in (("bilinear", bil), ("mlp", MLPPredictor(16, 2, 32, 1))):
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        for _ in range(300):
+            loss = (net(z0, act) - z1).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        errs[name] = loss.item()
+    ident = (z0 - z1).pow(2).mean().item()
+    assert errs["bilinear"] < 0.2 * ident and errs["bilinear"] < 0.5 * errs["mlp"], (errs, ident)
+
+
+def test_bilinear_predictor_trains_in_the_world_trainer(data, tmp_path, one_thread):
+    s = WorldTrainer(cfg(data, "model.predictor=bilinear", "loss.stay=1"), tmp_path / "b", progress=False).fit()
+    assert s["steps"] == 4 and np.isfinite(s["loss_last"])
+    m, c, _ = load_world(tmp_path / "b")
+    assert c.model.predictor == "bilinear" and type(m.predictor).__name__ == "BilinearPredictor"

@@ -18,7 +18,10 @@ Encoders (``kind``):
 - ``vit``: a frozen video ViT (V-JEPA-pretrained, or a random init), each frame encoded alone (the frame repeated
   to fill a tubelet, as V-JEPA 2-AC does), patch tokens average-pooled to a ``pool x pool`` grid.
 
-Predictors (``predictor``): ``mlp`` (a residual MLP on the whole latent), ``conv`` (a residual convolutional net on
+Predictors (``predictor``): ``mlp`` (a residual MLP on the whole latent), ``bilinear`` (the same MLP whose output is
+a sum of steps each multiplied by one action component: a translation of the agent acts on a latent made of many
+periodic functions of its position as a rotation whose angle is proportional to the displacement, a product of
+action and latent that an MLP on their concatenation hardly represents), ``conv`` (a residual convolutional net on
 the token grid with the action broadcast to every cell: each cell's next value is read off its neighbourhood, so a
 rule such as "the agent stops at a wall" is learned once for every place; for ``conv_map``, or a ``vit`` encoder's
 pooled token grid), ``ac`` (V-JEPA 2-AC's block-causal transformer, on frozen encoders).
@@ -37,11 +40,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["WorldModelConfig", "WorldModel", "head_distance", "ConvEncoder", "PixelEncoder", "FrozenViTEncoder",
-           "MLPPredictor", "ConvPredictor", "make_predictor", "ENCODER_KINDS", "TRAINED_ENCODERS", "PREDICTOR_KINDS"]
+           "MLPPredictor", "BilinearPredictor", "ConvPredictor", "make_predictor", "ENCODER_KINDS", "TRAINED_ENCODERS", "PREDICTOR_KINDS"]
 
 ENCODER_KINDS = ("conv", "conv_map", "pixels", "vit")
 TRAINED_ENCODERS = ("conv", "conv_map")
-PREDICTOR_KINDS = ("mlp", "conv", "ac")
+PREDICTOR_KINDS = ("mlp", "bilinear", "conv", "ac")
 FREEZABLE = ("encoder", "idm", "probe", "metric", "scene")  # the parts model.freeze may hold (never the predictor)
 
 
@@ -55,7 +58,7 @@ class WorldModelConfig:
     ``channels[-1]`` per cell of the last feature map). ``pixel_pool``: average-pool factor of the
     pixels baseline. ``vit_init``: for ``vit``, a checkpoint / weights path, or ``random``; ``vit_name`` and
     ``vit_overrides`` build the random one. ``vit_pool``: the token grid kept per frame (``pool x pool`` tokens).
-    ``predictor``: mlp | conv | ac. ``hidden``: predictor width (MLP units; ``conv``: channels);
+    ``predictor``: mlp | bilinear | conv | ac. ``hidden``: predictor width (MLP units; ``conv``: channels);
     ``predictor_depth``: its hidden layers. ``action_dim`` / ``state_dim``:
     from the data. ``action_scale``: actions are divided by it before the predictor (the env's max step).
     ``renormalize``: layer-norm the mlp / conv predictor's output per token, as the targets are (the 2-AC predictor
@@ -268,6 +271,31 @@ class MLPPredictor(nn.Module):
         return z + self.net(torch.cat([z, a], dim=-1))
 
 
+class BilinearPredictor(nn.Module):
+    """``z_{t+1} = z_t + V_0 h + sum_k a_k V_k h`` with ``h = MLP([z_t, a_t / scale])``: the step is linear in each
+    action component, with coefficients that depend on the state (``h``), so a latent in which moving the agent
+    rotates many features by angles proportional to the move (what the anti-collapse terms give on a world of few
+    factors: bench/RESULTS_planning.md) is predicted to first order by ``h`` linear in ``z``, and a wall can switch
+    a direction's coefficients off. ``V`` starts at zero: the first step predicts "nothing changes"."""
+
+    def __init__(self, dim: int, action_dim: int, hidden: int, depth: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Linear(dim + action_dim, hidden), nn.GELU()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(hidden, hidden), nn.GELU()]
+        self.net = nn.Sequential(*layers)
+        self.out = nn.Linear(hidden, dim * (action_dim + 1))
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.dim = dim
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        h = self.net(torch.cat([z, a], dim=-1))
+        v = self.out(h).unflatten(-1, (a.shape[-1] + 1, self.dim))  # [..., 1 + A, D]
+        coef = torch.cat([torch.ones_like(a[..., :1]), a], dim=-1)  # [..., 1 + A]
+        return z + (coef.unsqueeze(-1) * v).sum(-2)
+
+
 class ConvPredictor(nn.Module):
     """``z_t + CNN([z_t, a_t / scale])`` on the token grid (token-major latents): ``depth`` hidden 3x3 convolutions of
     ``hidden`` channels, the action broadcast to every cell as extra input channels, the last convolution started
@@ -300,6 +328,8 @@ def make_predictor(cfg: WorldModelConfig, encoder: nn.Module) -> nn.Module:
     d, tokens = encoder.dim, encoder.tokens
     if cfg.predictor == "mlp":
         return MLPPredictor(d, cfg.action_dim, cfg.hidden, cfg.predictor_depth)
+    if cfg.predictor == "bilinear":
+        return BilinearPredictor(d, cfg.action_dim, cfg.hidden, cfg.predictor_depth)
     if cfg.predictor == "conv":
         return ConvPredictor(encoder.grid, d // tokens, cfg.action_dim, cfg.hidden, cfg.predictor_depth)
     from .ac_predictor import ACPredictor, ACPredictorConfig
