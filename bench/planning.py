@@ -24,7 +24,8 @@ Stages, each cached (a stage whose output exists is not run again; delete its fo
    data and terms on the pooled ``conv`` latent, whose distance head reads one vector instead of a feature map),
    ``conv-spread-step`` (``conv-spread`` with the hinge that holds consecutive frames within a step in the head's
    distance, ``loss.metric_step=10``), ``conv-spread-step-s2`` (a second stage: ``conv-spread-step``'s encoder and
-   heads frozen, its predictor trained on alone for 3000 steps on the cached latents, 64 windows a step),
+   heads frozen, a fresh ``bilinear`` predictor trained alone for 3000 steps on the cached latents, 64 windows a
+   step),
    ``pixels`` (pooled, frozen), ``vit-random`` (frozen random ViT), ``vit-vjepa`` (frozen V-JEPA-pretrained ViT),
    and ``vit-vjepa-ac`` (the same features with V-JEPA 2-AC's block-causal transformer predictor).
 4. ``videojepa plan`` on 50 fixed evaluation episodes, on the random-layout task and on the fixed layout, and on
@@ -68,9 +69,10 @@ WORLDS = {
     "conv-map-spread": ["model.encoder=conv_map", "model.predictor=conv", "model.hidden=32", *SPREAD],
     "conv-spread": ["model.encoder=conv", *SPREAD],
     "conv-spread-step": ["model.encoder=conv", *SPREAD, "loss.metric_step=10"],
-    # a second stage: conv-spread-step's encoder and heads frozen, its predictor trained on, alone, on cached latents
+    # a second stage: conv-spread-step's encoder and heads frozen, a bilinear predictor trained alone on cached latents
     "conv-spread-step-s2": ["model.encoder=conv", *SPREAD, "loss.metric_step=10", "data.batch_size=64",
-                            "model.init={root}/world-conv-spread-step", "model.freeze=[encoder, metric, probe]"],
+                            "model.init={root}/world-conv-spread-step", "model.freeze=[encoder, metric, probe]",
+                            "model.predictor=bilinear"],
     "pixels": ["model.encoder=pixels"],
     "vit-random": ["model.encoder=vit", "model.vit_init=random"],
     "vit-vjepa": ["model.encoder=vit", "model.vit_init={vjepa}"],
