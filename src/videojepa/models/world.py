@@ -21,7 +21,7 @@ Encoders (``kind``):
 Predictors (``predictor``): ``mlp`` (a residual MLP on the whole latent), ``bilinear`` (the same MLP whose output is
 a sum of steps each multiplied by one action component: a translation of the agent acts on a latent made of many
 periodic functions of its position as a rotation whose angle is proportional to the displacement, a product of
-action and latent that an MLP on their concatenation hardly represents), ``conv`` (a residual convolutional net on
+action and latent that an MLP on their concatenation has to build from its nonlinearity), ``conv`` (a residual convolutional net on
 the token grid with the action broadcast to every cell: each cell's next value is read off its neighbourhood, so a
 rule such as "the agent stops at a wall" is learned once for every place; for ``conv_map``, or a ``vit`` encoder's
 pooled token grid), ``ac`` (V-JEPA 2-AC's block-causal transformer, on frozen encoders).
@@ -40,7 +40,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["WorldModelConfig", "WorldModel", "head_distance", "ConvEncoder", "PixelEncoder", "FrozenViTEncoder",
-           "MLPPredictor", "BilinearPredictor", "ConvPredictor", "make_predictor", "ENCODER_KINDS", "TRAINED_ENCODERS", "PREDICTOR_KINDS"]
+           "MLPPredictor", "BilinearPredictor", "ConvPredictor", "make_predictor", "ENCODER_KINDS", "TRAINED_ENCODERS",
+           "PREDICTOR_KINDS", "FREEZABLE"]
 
 ENCODER_KINDS = ("conv", "conv_map", "pixels", "vit")
 TRAINED_ENCODERS = ("conv", "conv_map")
