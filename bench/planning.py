@@ -91,8 +91,8 @@ AFTER = {"conv-spread-step-s2": "conv-spread-step"}  # a row that starts from an
 ENERGY_CHECK = {"conv", *METRIC}  # their energy also planned on the true dynamics
 PLAN_ARGS = {w: ["--energy", "metric"] for w in METRIC}  # not the default
 STEPS = {"conv": 3000, "conv-metric": 1000, "conv-metric-4k": 3000, "conv-scene": 3000, "conv-map": 2000,
-         "conv-map-spread": 3000, "conv-spread": 3000, "conv-spread-step": 3000, "conv-spread-step-s2": 3000, "pixels": 1000, "vit-random": 3000,
-         "vit-vjepa": 3000, "vit-vjepa-ac": 600}
+         "conv-map-spread": 3000, "conv-spread": 3000, "conv-spread-step": 3000, "conv-spread-step-s2": 3000,
+         "pixels": 1000, "vit-random": 3000, "vit-vjepa": 3000, "vit-vjepa-ac": 600}
 FROZEN_LIMIT = 1000  # episodes whose frames a frozen ViT encodes (the cache of features), to bound the encoding time
 
 

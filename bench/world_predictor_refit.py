@@ -73,8 +73,7 @@ def least_squares_steps(m, ds, train_eps: np.ndarray, val_eps: np.ndarray, n: in
 
     def moves(eps, k):
         b = ds.windows(*ds.draw(k, window, rng, eps), window)
-        f = torch.from_numpy(b["frames"])
-        z = torch.cat([m.encode(f[i:i + 256]) for i in range(0, len(f), 256)]).double()  # bounded memory
+        z = m.encode(torch.from_numpy(b["frames"])).double()  # in chunks: no gradient here
         a = torch.from_numpy(b["actions"]).double() / float(m.action_scale)
         free = ~blocked_moves(a, torch.from_numpy(b["states"]).double())
         return z[:, :-1][free], z[:, 1:][free], a[free]

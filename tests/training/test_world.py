@@ -455,6 +455,14 @@ def test_a_frozen_part_must_load_and_freeze_names_parts(data, tmp_path, one_thre
         cfg(data, "model.freeze=[predictor]")
     with pytest.raises(ConfigError, match="no metric head"):
         cfg(data, "model.freeze=[metric]")
+    assert cfg(data, "model.freeze=encoder").model.freeze == ("encoder",)  # one part, not its letters
+
+
+def test_encode_in_chunks_without_a_gradient_matches_one_pass(data):
+    m = WorldModel(cfg(data).model)
+    frames = torch.randint(0, 256, (10, 64, 64, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(m.encode(frames, chunk=3), m.encode(frames, chunk=100), atol=1e-6)
 
 
 def test_bilinear_predictor_starts_at_the_identity_and_learns_what_translation_does_to_a_periodic_code():

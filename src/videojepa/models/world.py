@@ -125,7 +125,7 @@ class WorldModelConfig:
             raise ValueError(f"model.pixel_pool {self.pixel_pool} does not divide model.img_size {self.img_size}")
         if self.scene_dim < 0:
             raise ValueError(f"model.scene_dim must be >= 0, got {self.scene_dim}")
-        object.__setattr__(self, "freeze", tuple(self.freeze))
+        object.__setattr__(self, "freeze", (self.freeze,) if isinstance(self.freeze, str) else tuple(self.freeze))
         bad = [p for p in self.freeze if p not in FREEZABLE]
         if bad:
             raise ValueError(f"model.freeze: unknown part(s) {', '.join(map(repr, bad))}; choose from {', '.join(FREEZABLE)} "
@@ -257,16 +257,20 @@ class FrozenViTEncoder(nn.Module):
         return tok.flatten(2).transpose(1, 2).flatten(1)  # [N, p*p*D], token-major
 
 
+def _trunk(inputs: int, hidden: int, depth: int) -> list[nn.Module]:
+    """``depth`` Linear + GELU layers of width ``hidden``: the hidden part of the MLP and bilinear predictors."""
+    layers: list[nn.Module] = [nn.Linear(inputs, hidden), nn.GELU()]
+    for _ in range(depth - 1):
+        layers += [nn.Linear(hidden, hidden), nn.GELU()]
+    return layers
+
+
 class MLPPredictor(nn.Module):
     """``z_{t+1} = norm(z_t + MLP([z_t, a_t / scale]))``: a residual step in latent space."""
 
     def __init__(self, dim: int, action_dim: int, hidden: int, depth: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Linear(dim + action_dim, hidden), nn.GELU()]
-        for _ in range(depth - 1):
-            layers += [nn.Linear(hidden, hidden), nn.GELU()]
-        layers.append(nn.Linear(hidden, dim))
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*_trunk(dim + action_dim, hidden, depth), nn.Linear(hidden, dim))
 
     def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return z + self.net(torch.cat([z, a], dim=-1))
@@ -281,10 +285,7 @@ class BilinearPredictor(nn.Module):
 
     def __init__(self, dim: int, action_dim: int, hidden: int, depth: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Linear(dim + action_dim, hidden), nn.GELU()]
-        for _ in range(depth - 1):
-            layers += [nn.Linear(hidden, hidden), nn.GELU()]
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*_trunk(dim + action_dim, hidden, depth))
         self.out = nn.Linear(hidden, dim * (action_dim + 1))
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -346,11 +347,11 @@ def _mlp(i: int, h: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, o))
 
 
-
 def head_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The temporal-distance head's distance between its outputs ``a`` and ``b`` (Euclidean over the last dim, kept
     off 0 so that its gradient stays finite): the planner's ``metric`` energy and the term that trains it."""
     return (a - b).pow(2).sum(-1).clamp_min(1e-12).sqrt()
+
 
 class WorldModel(nn.Module):
     """See the module docstring. Shapes: frames uint8 ``[..., H, W, 3]``; latents ``[..., D]``; actions ``[..., A]``."""
@@ -405,13 +406,14 @@ class WorldModel(nn.Module):
         return F.layer_norm(z, z.shape[-1:]).reshape(shape)
 
     def encode(self, frames: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-        """uint8 frames ``[..., H, W, 3]`` -> normalised latents ``[..., D]`` (in chunks for frozen encoders)."""
+        """uint8 frames ``[..., H, W, 3]`` -> normalised latents ``[..., D]``, in chunks (converted to float one chunk
+        at a time) unless a gradient must reach a training encoder."""
         lead = frames.shape[:-3]
-        x = _frames_to_float(frames.reshape(-1, *frames.shape[-3:]))
-        if self.encoder_trains or x.shape[0] <= chunk:
-            z = self.encoder(x)
+        flat = frames.reshape(-1, *frames.shape[-3:])
+        if (self.encoder_trains and torch.is_grad_enabled()) or flat.shape[0] <= chunk:
+            z = self.encoder(_frames_to_float(flat))
         else:
-            z = torch.cat([self.encoder(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
+            z = torch.cat([self.encoder(_frames_to_float(flat[i:i + chunk])) for i in range(0, flat.shape[0], chunk)])
         return self.normalize(z).reshape(*lead, -1)
 
     def _tokens(self, z: torch.Tensor) -> torch.Tensor:
